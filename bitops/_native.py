@@ -1,0 +1,44 @@
+"""Loads the compiled extension once and says which backend serves a device."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (importing it registers torch.ops.bitops.*)
+
+    LOADED = True
+    LOAD_ERROR = None
+except ImportError as exc:  # no build, or a build for another torch
+    LOADED = False
+    LOAD_ERROR = exc
+    if os.environ.get("BITOPS_QUIET") != "1":
+        warnings.warn(
+            f"bitops: the native extension bitops._C could not be loaded ({exc}); every op runs on the "
+            "pure-torch reference (correct but slow). Build it with `pip install --no-build-isolation -e .`.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def has_cuda_kernels() -> bool:
+    return LOADED and bool(torch.ops.bitops.has_cuda())
+
+
+def backend(device: str | torch.device = "cpu") -> str:
+    """Which implementation runs bitops ops for tensors on ``device``.
+
+    ``"cpu-avx2"`` or ``"cpu-scalar"`` (native CPU kernels, chosen by cpuid and ``BITOPS_ISA``),
+    ``"cuda"`` (native CUDA kernels) or ``"reference"`` (the pure-torch oracle).
+    """
+    kind = torch.device(device).type
+    if not LOADED:
+        return "reference"
+    if kind == "cpu":
+        return str(torch.ops.bitops.cpu_isa())
+    if kind == "cuda" and has_cuda_kernels():
+        return "cuda"
+    return "reference"

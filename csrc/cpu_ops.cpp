@@ -1,0 +1,292 @@
+// CPU implementations of the bitops ops: argument checks, allocation and
+// threading (at::parallel_for over output tiles); the math is in kernels/cpu.
+#include <ATen/Parallel.h>
+#include <atomic>
+#include "checks.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace bitops::glue {
+namespace {
+
+using cpu::Tile;
+
+const cpu::KernelTable& K() { return cpu::active_kernels(); }
+
+void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
+}
+
+// [..., k] float tensor -> contiguous float32 [M, k]
+at::Tensor as_rows_f32(const at::Tensor& x) {
+  return x.reshape({-1, x.size(-1)}).to(at::kFloat).contiguous();
+}
+
+// Work per parallel chunk at least ~64K multiply-adds, so small problems stay on one thread.
+int64_t grain_for(int64_t per_item_work) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, per_item_work)); }
+
+// Runs a tile kernel over all of [0, M) x [0, N): split over N (weights stream once,
+// each decoded block is reused for every row of x); returns false if any tile failed.
+template <class F>
+bool for_tiles(int64_t m, int64_t n, int64_t k, F&& tile_fn) {
+  std::atomic<bool> ok{true};
+  if (m == 0 || n == 0) return true;
+  at::parallel_for(0, n, grain_for(m * k), [&](int64_t n0, int64_t n1) {
+    if (!tile_fn(Tile{0, m, n0, n1})) ok = false;
+  });
+  return ok;
+}
+
+void raise_corrupt(const char* name) {
+  TORCH_CHECK_VALUE(false, "bitops: ", name, " is corrupt: it holds the invalid 2-bit code 3 (only codes 0, 1, 2 = "
+              "weights -1, 0, +1 are valid); pack weights with bitops.pack_ternary");
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize_rows_f32(const at::Tensor& x2) {
+  const int64_t m = x2.size(0), k = x2.size(1);
+  auto xq = at::empty({m, k}, x2.options().dtype(at::kChar));
+  auto s = at::empty({m}, x2.options());
+  const float* xp = x2.data_ptr<float>();
+  at::parallel_for(0, m, grain_for(k), [&](int64_t m0, int64_t m1) {
+    K().quantize_rows(xp, k, m0, m1, xq.data_ptr<int8_t>(), s.data_ptr<float>());
+  });
+  return {xq, s};
+}
+
+std::tuple<at::Tensor, at::Tensor> binarize_rows_f32(const at::Tensor& x2) {
+  const int64_t m = x2.size(0), k = x2.size(1);
+  auto bits = at::empty({m, binary_row_bytes(k)}, x2.options().dtype(at::kByte));
+  auto s = at::empty({m}, x2.options());
+  const float* xp = x2.data_ptr<float>();
+  at::parallel_for(0, m, grain_for(k), [&](int64_t m0, int64_t m1) {
+    K().binarize_rows(xp, k, m0, m1, bits.data_ptr<uint8_t>(), s.data_ptr<float>());
+  });
+  return {bits, s};
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& x) {
+  check_cpu(x, "x");
+  check_float_input(x, "x");
+  check_k(x.size(-1));
+  auto [xq, s] = quantize_rows_f32(as_rows_f32(x));
+  auto lead = x.sizes().vec();
+  auto xq_shape = lead;
+  lead.pop_back();
+  return {xq.reshape(xq_shape), s.reshape(lead)};
+}
+
+std::tuple<at::Tensor, at::Tensor> binarize_activations(const at::Tensor& x) {
+  check_cpu(x, "x");
+  check_float_input(x, "x");
+  check_k(x.size(-1));
+  auto [bits, s] = binarize_rows_f32(as_rows_f32(x));
+  auto lead = x.sizes().vec();
+  lead.pop_back();
+  auto bits_shape = lead;
+  bits_shape.push_back(bits.size(1));
+  return {bits.reshape(bits_shape), s.reshape(lead)};
+}
+
+at::Tensor check_weights_2d(const at::Tensor& wq) {
+  check_cpu(wq, "wq");
+  check_dtype(wq, at::kChar, "wq");
+  TORCH_CHECK_VALUE(wq.dim() == 2, "bitops: wq must be 2-D [N, K], got shape ", wq.sizes());
+  check_k(wq.size(1));
+  return wq.contiguous();
+}
+
+at::Tensor pack_ternary(const at::Tensor& wq_in) {
+  auto wq = check_weights_2d(wq_in);
+  const int64_t n = wq.size(0), k = wq.size(1);
+  auto packed = at::empty({n, ternary_row_bytes(k)}, wq.options().dtype(at::kByte));
+  const int64_t bad = cpu::pack_ternary(wq.data_ptr<int8_t>(), k, 0, n, packed.data_ptr<uint8_t>());
+  TORCH_CHECK_VALUE(bad < 0, "bitops: wq must hold only -1, 0 and 1 to be packed as ternary, found ",
+              bad < 0 ? 0 : int(wq.data_ptr<int8_t>()[bad]), " at row ", bad / k, ", column ", bad % k);
+  return packed;
+}
+
+at::Tensor pack_binary(const at::Tensor& wq_in) {
+  auto wq = check_weights_2d(wq_in);
+  const int64_t n = wq.size(0), k = wq.size(1);
+  auto packed = at::empty({n, binary_row_bytes(k)}, wq.options().dtype(at::kByte));
+  const int64_t bad = cpu::pack_binary(wq.data_ptr<int8_t>(), k, 0, n, packed.data_ptr<uint8_t>());
+  TORCH_CHECK_VALUE(bad < 0, "bitops: wq must hold only -1 and +1 to be packed as binary, found ",
+              bad < 0 ? 0 : int(wq.data_ptr<int8_t>()[bad]), " at row ", bad / k, ", column ", bad % k);
+  return packed;
+}
+
+at::Tensor unpack_ternary(const at::Tensor& packed_in, int64_t k) {
+  check_k(k);
+  check_cpu(packed_in, "packed");
+  check_packed(packed_in, k, ternary_row_bytes(k), "packed");
+  auto packed = packed_in.contiguous();
+  const int64_t n = packed.size(0);
+  auto wq = at::empty({n, k}, packed.options().dtype(at::kChar));
+  const int64_t bad = cpu::unpack_ternary(packed.data_ptr<uint8_t>(), k, 0, n, wq.data_ptr<int8_t>());
+  TORCH_CHECK_VALUE(bad < 0, "bitops: packed is corrupt: row ", bad, " holds the invalid 2-bit code 3");
+  return wq;
+}
+
+at::Tensor unpack_binary(const at::Tensor& packed_in, int64_t k) {
+  check_k(k);
+  check_cpu(packed_in, "packed");
+  check_packed(packed_in, k, binary_row_bytes(k), "packed");
+  auto packed = packed_in.contiguous();
+  const int64_t n = packed.size(0);
+  auto wq = at::empty({n, k}, packed.options().dtype(at::kChar));
+  cpu::unpack_binary(packed.data_ptr<uint8_t>(), k, 0, n, wq.data_ptr<int8_t>());
+  return wq;
+}
+
+at::Tensor ternary_matmul_int(const at::Tensor& xq_in, const at::Tensor& packed_in, int64_t k) {
+  check_k(k);
+  check_cpu(xq_in, "xq");
+  check_cpu(packed_in, "packed");
+  check_dtype(xq_in, at::kChar, "xq");
+  check_last_dim(xq_in, k, "xq");
+  check_packed(packed_in, k, ternary_row_bytes(k), "packed");
+  auto xq = xq_in.reshape({-1, k}).contiguous();
+  auto packed = packed_in.contiguous();
+  const int64_t m = xq.size(0), n = packed.size(0);
+  auto out = at::empty({m, n}, xq.options().dtype(at::kInt));
+  Epilogue e;
+  e.out_int = out.data_ptr<int32_t>();
+  e.ldo = n;
+  const bool ok = for_tiles(m, n, k, [&](Tile t) {
+    return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), packed.data_ptr<uint8_t>(), k, t, e);
+  });
+  if (!ok) raise_corrupt("packed");
+  return out.reshape(out_shape(xq_in, n));
+}
+
+at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits_in, int64_t k) {
+  check_k(k);
+  check_cpu(xbits_in, "xbits");
+  check_cpu(wbits_in, "wbits");
+  check_dtype(xbits_in, at::kByte, "xbits");
+  check_last_dim(xbits_in, binary_row_bytes(k), "xbits (bytes per packed row)");
+  check_packed(wbits_in, k, binary_row_bytes(k), "wbits");
+  auto xbits = xbits_in.reshape({-1, binary_row_bytes(k)}).contiguous();
+  auto wbits = wbits_in.contiguous();
+  const int64_t m = xbits.size(0), n = wbits.size(0);
+  auto out = at::empty({m, n}, xbits.options().dtype(at::kInt));
+  Epilogue e;
+  e.out_int = out.data_ptr<int32_t>();
+  e.ldo = n;
+  for_tiles(m, n, k / 8, [&](Tile t) {
+    K().binary_gemm_bits(xbits.data_ptr<uint8_t>(), wbits.data_ptr<uint8_t>(), k, t, e);
+    return true;
+  });
+  return out.reshape(out_shape(xbits_in, n));
+}
+
+// What every linear op shares: checks, flattening, the epilogue's scale and bias.
+struct LinearCall {
+  at::Tensor x2, packed, scale, bias, out;
+  int64_t m, n, k;
+  Epilogue e;
+
+  LinearCall(const at::Tensor& x, const at::Tensor& packed_in, const at::Tensor& scale_in,
+             const std::optional<at::Tensor>& bias_in, bool ternary, const char* scale_name) {
+    check_cpu(x, "x");
+    check_cpu(packed_in, "packed");
+    check_cpu(scale_in, scale_name);
+    if (bias_in) check_cpu(*bias_in, "bias");
+    check_float_input(x, "x");
+    k = x.size(-1);
+    check_k(k);
+    check_packed(packed_in, k, ternary ? ternary_row_bytes(k) : binary_row_bytes(k), "packed");
+    n = packed_in.size(0);
+    e.gamma_stride = check_scale(scale_in, n, scale_name);
+    check_bias(bias_in, n);
+    x2 = as_rows_f32(x);
+    m = x2.size(0);
+    packed = packed_in.contiguous();
+    scale = scale_in.contiguous();
+    out = at::empty({m, n}, x2.options());
+    e.gamma = scale.data_ptr<float>();
+    if (bias_in) {
+      bias = bias_in->to(at::kFloat).contiguous();
+      e.bias = bias.data_ptr<float>();
+    }
+    e.out = out.data_ptr<float>();
+    e.ldo = n;
+  }
+
+  at::Tensor result(const at::Tensor& x) const { return out.to(x.scalar_type()).reshape(out_shape(x, n)); }
+};
+
+at::Tensor ternary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
+                             const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, gamma, bias, true, "gamma");
+  auto [xq, s] = quantize_rows_f32(c.x2);
+  c.e.s = s.data_ptr<float>();
+  const bool ok = for_tiles(c.m, c.n, c.k, [&](Tile t) {
+    return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+  });
+  if (!ok) raise_corrupt("packed");
+  return c.result(x);
+}
+
+at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
+                            const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, gamma, bias, true, "gamma");
+  const bool ok = for_tiles(c.m, c.n, c.k, [&](Tile t) {
+    return K().ternary_gemm_f32(c.x2.data_ptr<float>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+  });
+  if (!ok) raise_corrupt("packed");
+  return c.result(x);
+}
+
+at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
+                            const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, beta, bias, false, "beta");
+  auto [xq, s] = quantize_rows_f32(c.x2);
+  c.e.s = s.data_ptr<float>();
+  for_tiles(c.m, c.n, c.k, [&](Tile t) {
+    K().binary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+    return true;
+  });
+  return c.result(x);
+}
+
+at::Tensor binary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
+                           const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, beta, bias, false, "beta");
+  for_tiles(c.m, c.n, c.k, [&](Tile t) {
+    K().binary_gemm_f32(c.x2.data_ptr<float>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+    return true;
+  });
+  return c.result(x);
+}
+
+at::Tensor binary_linear_b1(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
+                            const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, beta, bias, false, "beta");
+  auto [bits, s] = binarize_rows_f32(c.x2);
+  c.e.s = s.data_ptr<float>();
+  for_tiles(c.m, c.n, c.k / 8, [&](Tile t) {
+    K().binary_gemm_bits(bits.data_ptr<uint8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+    return true;
+  });
+  return c.result(x);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitops, CPU, m) {
+  m.impl("quantize_activations", quantize_activations);
+  m.impl("binarize_activations", binarize_activations);
+  m.impl("pack_ternary", pack_ternary);
+  m.impl("unpack_ternary", unpack_ternary);
+  m.impl("pack_binary", pack_binary);
+  m.impl("unpack_binary", unpack_binary);
+  m.impl("ternary_matmul_int", ternary_matmul_int);
+  m.impl("binary_matmul_int", binary_matmul_int);
+  m.impl("ternary_linear_i8", ternary_linear_i8);
+  m.impl("ternary_linear_f", ternary_linear_f);
+  m.impl("binary_linear_i8", binary_linear_i8);
+  m.impl("binary_linear_f", binary_linear_f);
+  m.impl("binary_linear_b1", binary_linear_b1);
+}
+
+}  // namespace bitops::glue
