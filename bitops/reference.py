@@ -218,9 +218,9 @@ def unpack_ternary(packed: torch.Tensor, k: int) -> torch.Tensor:
     _check_k(k)
     _check_packed(packed, k, ternary_row_bytes(k))
     n = packed.shape[0]
-    blocks = packed.reshape(n, -1, 1, 32)
+    blocks = packed.reshape(n, packed.shape[1] // 32, 1, 32)
     shifts = torch.tensor([6, 4, 2, 0], dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
-    codes = ((blocks >> shifts) & 3).reshape(n, -1)[:, :k]
+    codes = ((blocks >> shifts) & 3).reshape(n, packed.shape[1] * 4)[:, :k]
     if (codes == 3).any():
         raise ValueError("packed ternary weights are corrupt: found the invalid code 3")
     return (codes.to(torch.int8) - 1).contiguous()
@@ -242,7 +242,7 @@ def pack_binary(wq: torch.Tensor) -> torch.Tensor:
     bits = torch.zeros(n, kp, dtype=torch.uint8, device=wq.device)
     bits[:, :k] = (wq > 0).to(torch.uint8)
     weights = (1 << torch.arange(8, device=wq.device, dtype=torch.int32)).to(torch.uint8)
-    return (bits.reshape(n, -1, 8) * weights).sum(dim=-1, dtype=torch.int32).to(torch.uint8).contiguous()
+    return (bits.reshape(n, kp // 8, 8) * weights).sum(dim=-1, dtype=torch.int32).to(torch.uint8).contiguous()
 
 
 def unpack_binary(packed: torch.Tensor, k: int) -> torch.Tensor:
@@ -251,7 +251,7 @@ def unpack_binary(packed: torch.Tensor, k: int) -> torch.Tensor:
     _check_packed(packed, k, binary_row_bytes(k))
     n = packed.shape[0]
     shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
-    bits = ((packed[:, :, None] >> shifts) & 1).reshape(n, -1)[:, :k]
+    bits = ((packed[:, :, None] >> shifts) & 1).reshape(n, packed.shape[1] * 8)[:, :k]
     return (bits.to(torch.int8) * 2 - 1).contiguous()
 
 

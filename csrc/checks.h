@@ -8,20 +8,23 @@
 
 namespace bitops::glue {
 
+// The name Python users know ("float32", "int8"), not the C++ one ("Float", "Char").
+inline std::string dtype_name(at::ScalarType st) { return std::string(c10::getDtypeNames(st).first); }
+
 inline void check_k(int64_t k) {
   TORCH_CHECK_VALUE(k >= 1 && k <= kMaxK, "bitops: k must be in [1, ", kMaxK,
               "] so that int32 accumulation stays exact, got k=", k);
 }
 
 inline void check_dtype(const at::Tensor& t, at::ScalarType want, const char* name) {
-  TORCH_CHECK_TYPE(t.scalar_type() == want, "bitops: ", name, " must be ", c10::toString(want), ", got ",
-              c10::toString(t.scalar_type()));
+  TORCH_CHECK_TYPE(t.scalar_type() == want, "bitops: ", name, " must be ", dtype_name(want), ", got ",
+              dtype_name(t.scalar_type()));
 }
 
 inline void check_float_input(const at::Tensor& x, const char* name) {
   const auto st = x.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, "bitops: ", name,
-              " must be float32, float16 or bfloat16, got ", c10::toString(st));
+              " must be float32, float16 or bfloat16, got ", dtype_name(st));
   TORCH_CHECK_VALUE(x.dim() >= 1, "bitops: ", name, " must have at least one dimension, got a scalar");
 }
 
@@ -50,7 +53,7 @@ inline void check_bias(const std::optional<at::Tensor>& bias, int64_t n) {
   if (!bias) return;
   const auto st = bias->scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16,
-              "bitops: bias must be a float tensor, got ", c10::toString(st));
+              "bitops: bias must be a float tensor, got ", dtype_name(st));
   TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == n, "bitops: bias must have shape [N=", n, "], got ",
               bias->sizes());
 }
