@@ -1,0 +1,332 @@
+// Small-M products (M up to ~16): one kernel per call, memory-bound on the
+// packed weights.
+//
+// Each block first stages its MT activation rows in shared memory: quantised
+// to int8 (or sign bits) right there from the float input, so the whole op is
+// a single launch. Before staging, every warp issues the loads of its first
+// weights, so the quantisation overlaps the DRAM latency. Then each warp owns
+// R = 2 weight rows at a time: every lane loads 16-byte chunks of both rows
+// (coalesced, D = 4 chunks per row in flight), decodes them in registers and
+// multiplies with __dp4a (or XOR + __popc), and the warp reduces with shuffles
+// and applies the epilogue of epilogue.h.
+#include <algorithm>
+#include <type_traits>
+
+#include "common.cuh"
+
+namespace bitops::cuda {
+namespace detail {
+namespace {
+
+constexpr int R = 2;                          // weight rows per warp work unit
+constexpr int D = 4;                          // 16-byte chunks per row loaded at once
+constexpr int64_t kStageBudget = 96 * 1024;   // staged bytes per block: keeps 2 blocks per SM
+
+template <class XT>
+struct OutOf {
+  using type = XT;  // float inputs: the output has the input's dtype
+};
+template <>
+struct OutOf<int8_t> {
+  using type = int32_t;
+};
+template <>
+struct OutOf<uint8_t> {
+  using type = int32_t;
+};
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int t) {
+  return t == 0 ? v.x : t == 1 ? v.y : t == 2 ? v.z : v.w;
+}
+
+template <Kind KIND, class XT, int MT>
+__global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t kp) {
+  extern __shared__ int4 smem[];
+  int8_t* xs = reinterpret_cast<int8_t*>(smem);  // [MT][kp] staged activations
+  __shared__ float s_sh[MT];
+  __shared__ int sum_sh[MT];
+  __shared__ unsigned scratch[32];
+  using OT = typename OutOf<XT>::type;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t N = a.N, K = a.K;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * MT;
+  const int mrows = static_cast<int>(a.M - m0 < MT ? a.M - m0 : MT);
+  const int64_t rb = KIND == Kind::Ternary ? ternary_row_bytes(K) : binary_row_bytes(K);
+  const int C = static_cast<int>(rb / 16);  // 16-byte chunks per weight row
+  const int S = (C + 31) / 32;              // chunk steps per lane
+  const int64_t units = (N + R - 1) / R;
+  const int64_t ustride = static_cast<int64_t>(gridDim.x) * kWarps;
+  int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  int s0 = 0;
+
+  uint4 wv[D][R];
+  auto load = [&](int64_t uu, int ss) {
+#pragma unroll
+    for (int d = 0; d < D; ++d)
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int64_t n = uu * R + r;
+        const int c = (ss + d) * 32 + lane;
+        wv[d][r] = (n < N && c < C) ? __ldg(reinterpret_cast<const uint4*>(a.w + n * rb + c * 16))
+                                    : make_uint4(0, 0, 0, 0);
+      }
+  };
+  if (u < units) load(u, 0);  // in flight while the activations are staged
+
+  for (int m = 0; m < mrows; ++m) {
+    int8_t* dst = xs + m * kp;
+    const XT* row = static_cast<const XT*>(a.x) + (m0 + m) * a.ldx;
+    if constexpr (KIND == Kind::BinaryB1) {
+      if constexpr (std::is_same_v<XT, uint8_t>) {
+        stage_copy_bytes(row, rb, reinterpret_cast<uint8_t*>(dst));
+      } else {
+        const float s = stage_sign_bits(row, K, reinterpret_cast<uint32_t*>(dst), rb / 4);
+        if (threadIdx.x == 0) s_sh[m] = s;
+      }
+    } else if constexpr (std::is_same_v<XT, int8_t>) {
+      const int sum = stage_copy_row(row, K, dst, kp, scratch);
+      if (threadIdx.x == 0) sum_sh[m] = sum;
+    } else {
+      float s;
+      int sum;
+      stage_quant_row<XT, false, KIND == Kind::BinaryI8 ? kBinPerm : kPlain>(row, K, dst, kp, scratch, &s, &sum);
+      if (threadIdx.x == 0) {
+        s_sh[m] = s;
+        sum_sh[m] = sum;
+      }
+    }
+  }
+  __syncthreads();
+
+  int acc[MT][R];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[m][r] = 0;
+
+  while (u < units) {  // warp-uniform
+#pragma unroll
+    for (int d = 0; d < D; ++d) {
+      const int c = (s0 + d) * 32 + lane;
+      if (c >= C) continue;
+      if constexpr (KIND == Kind::Ternary) {
+        // Chunk c = half h of 128-weight block b. Word t, shifted by 6 - 2i,
+        // holds the codes of weights 128b + 32i + 16h + 4t .. +3. Lanes visit
+        // the four runs i in a rotated order so that the 8 lanes of a shared
+        // memory phase read 8 different 16-byte bank groups.
+        const int b = c >> 1, h = c & 1, rot = (lane >> 1) & 3;
+        uint32_t codes[R][4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int sh = 6 - 2 * ((i + rot) & 3);
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int t = 0; t < 4; ++t) codes[r][i][t] = (word_of(wv[d][r], t) >> sh) & 0x03030303u;
+        }
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          if (m >= mrows) break;
+          const int8_t* base = xs + m * kp + 128 * b + 16 * h;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int4 av = *reinterpret_cast<const int4*>(base + 32 * ((i + rot) & 3));
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+              acc[m][r] = __dp4a(static_cast<int>(codes[r][i][0]), av.x, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>(codes[r][i][1]), av.y, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>(codes[r][i][2]), av.z, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>(codes[r][i][3]), av.w, acc[m][r]);
+            }
+          }
+        }
+      } else if constexpr (KIND == Kind::BinaryI8) {
+        // Chunk c = weights 128c .. 128c + 127; word t covers 32 of them. With
+        // the permuted staging, 16 bytes at 128c + 32t + 16hh hold the
+        // activations of bit masks j = 4hh .. 4hh + 3. Rotated like above.
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          if (m >= mrows) break;
+          const int8_t* base = xs + m * kp + 128 * c;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            const int ee = (e + lane) & 7, t = ee >> 1, j0 = 4 * (ee & 1);
+            const int4 av = *reinterpret_cast<const int4*>(base + 16 * ee);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+              const uint32_t wt = word_of(wv[d][r], t);
+              acc[m][r] = __dp4a(static_cast<int>((wt >> j0) & 0x01010101u), av.x, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>((wt >> (j0 + 1)) & 0x01010101u), av.y, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>((wt >> (j0 + 2)) & 0x01010101u), av.z, acc[m][r]);
+              acc[m][r] = __dp4a(static_cast<int>((wt >> (j0 + 3)) & 0x01010101u), av.w, acc[m][r]);
+            }
+          }
+        }
+      } else {
+        // XNOR-popcount: count the differing bits among the first K (padding masked).
+        uint32_t mask[4];
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+          const int64_t valid = K - (static_cast<int64_t>(c) * 128 + 32 * t);
+          mask[t] = valid >= 32 ? 0xffffffffu : (valid <= 0 ? 0u : (1u << valid) - 1u);
+        }
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          if (m >= mrows) break;
+          const uint4 xv = *reinterpret_cast<const uint4*>(xs + m * kp + 16 * c);
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            acc[m][r] += __popc((wv[d][r].x ^ xv.x) & mask[0]) + __popc((wv[d][r].y ^ xv.y) & mask[1]) +
+                         __popc((wv[d][r].z ^ xv.z) & mask[2]) + __popc((wv[d][r].w ^ xv.w) & mask[3]);
+          }
+        }
+      }
+    }
+
+    s0 += D;
+    if (s0 >= S) {  // this unit's rows are complete: reduce, epilogue, store
+      unsigned tot[MT][R];
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          tot[m][r] = m < mrows ? warp_sum(static_cast<unsigned>(acc[m][r])) : 0u;
+          acc[m][r] = 0;
+        }
+#pragma unroll
+      for (int j = 0; j < MT * R; ++j) {
+        const int m = j / R, r = j % R;
+        const int64_t n = u * R + r;
+        if (lane != (j & 31) || m >= mrows || n >= N) continue;
+        int v;
+        if constexpr (KIND == Kind::Ternary) {
+          v = static_cast<int>(tot[m][r] - static_cast<unsigned>(sum_sh[m]));  // codes are w + 1
+        } else if constexpr (KIND == Kind::BinaryI8) {
+          v = static_cast<int>(2u * tot[m][r] - static_cast<unsigned>(sum_sh[m]));  // bits are (w + 1) / 2
+        } else {
+          v = static_cast<int>(static_cast<unsigned>(K) - 2u * tot[m][r]);
+        }
+        const int64_t o = (m0 + m) * N + n;
+        if constexpr (std::is_same_v<OT, int32_t>) {
+          static_cast<int32_t*>(a.out)[o] = v;
+        } else {
+          Epilogue e;
+          e.s = s_sh;
+          e.gamma = a.gamma;
+          e.gamma_stride = a.gamma_stride;
+          e.bias = a.bias;
+          static_cast<OT*>(a.out)[o] = from_f32<OT>(epilogue_value(static_cast<float>(v), e, m, n));
+        }
+      }
+      u += ustride;
+      s0 = 0;
+    }
+    if (u < units) load(u, s0);
+  }
+}
+
+struct DeviceInfo {
+  int sms = 0;
+  int smem_optin = 0;
+};
+
+DeviceInfo device_info(int device) {
+  static DeviceInfo cache[64];
+  if (device < 0 || device >= 64) return DeviceInfo{};
+  DeviceInfo& info = cache[device];
+  if (info.sms == 0) {  // benign race: every thread computes the same values
+    int sms = 0, optin = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    info.smem_optin = optin;
+    info.sms = sms;
+  }
+  return info;
+}
+
+int64_t staged_bytes(Kind kind, int64_t K) {
+  switch (kind) {
+    case Kind::Ternary: return ternary_row_bytes(K) * 4;
+    case Kind::BinaryI8: return binary_row_bytes(K) * 8;
+    default: return binary_row_bytes(K);
+  }
+}
+
+constexpr int64_t kStaticSmemMargin = 1024;  // the kernel's own __shared__ arrays
+
+template <Kind KIND, class XT, int MT>
+cudaError_t launch_mt(const GemvArgs& a, int64_t kp, int device, cudaStream_t stream) {
+  auto kernel = gemv_kernel<KIND, XT, MT>;
+  const DeviceInfo info = device_info(device);
+  const size_t smem = static_cast<size_t>(MT * kp);
+  if (smem > 48 * 1024) {
+    static bool raised[64] = {};
+    if (!raised[device]) {
+      const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   info.smem_optin - static_cast<int>(kStaticSmemMargin));
+      if (err != cudaSuccess) return err;
+      raised[device] = true;
+    }
+  }
+  const int64_t units = ceil_div(a.N, R);
+  const int64_t gy = ceil_div(a.M, MT);
+  if (gy > 65535) return cudaErrorInvalidConfiguration;
+  // Enough blocks to fill every SM twice, and no more: each block stages the
+  // activations once and then loops over its share of the weight rows.
+  const int64_t cap = std::max<int64_t>(1, 2 * info.sms / gy);
+  const int64_t gx = std::min(ceil_div(units, kWarps), cap);
+  gemv_kernel<KIND, XT, MT><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, smem, stream>>>(a, kp);
+  return cudaGetLastError();
+}
+
+template <Kind KIND, class XT>
+cudaError_t launch_x(const GemvArgs& a, int device, cudaStream_t stream) {
+  const int64_t kp = staged_bytes(KIND, a.K);
+  const DeviceInfo info = device_info(device);
+  int mt = a.M <= 1 ? 1 : a.M <= 2 ? 2 : a.M <= 4 ? 4 : 8;
+  while (mt > 1 && mt * kp > kStageBudget) mt /= 2;
+  if (mt * kp + kStaticSmemMargin > info.smem_optin) return cudaErrorInvalidValue;
+  switch (mt) {
+    case 1: return launch_mt<KIND, XT, 1>(a, kp, device, stream);
+    case 2: return launch_mt<KIND, XT, 2>(a, kp, device, stream);
+    case 4: return launch_mt<KIND, XT, 4>(a, kp, device, stream);
+    default: return launch_mt<KIND, XT, 8>(a, kp, device, stream);
+  }
+}
+
+template <Kind KIND>
+cudaError_t launch_float_x(const GemvArgs& a, int device, cudaStream_t stream) {
+  switch (a.x_type) {
+    case DType::F32: return launch_x<KIND, float>(a, device, stream);
+    case DType::F16: return launch_x<KIND, __half>(a, device, stream);
+    case DType::BF16: return launch_x<KIND, __nv_bfloat16>(a, device, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+}  // namespace detail
+
+bool gemv_supported(Kind kind, int64_t K, int device) {
+  return detail::staged_bytes(kind, K) + detail::kStaticSmemMargin <= detail::device_info(device).smem_optin;
+}
+
+cudaError_t launch_gemv(const GemvArgs& a, int device, cudaStream_t stream) {
+  using namespace detail;
+  if (a.M <= 0 || a.N <= 0) return cudaSuccess;
+  if ((reinterpret_cast<uintptr_t>(a.w) & 15) != 0) return cudaErrorMisalignedAddress;
+  switch (a.kind) {
+    case Kind::Ternary:
+      return a.x_type == DType::I8 ? launch_x<Kind::Ternary, int8_t>(a, device, stream)
+                                   : launch_float_x<Kind::Ternary>(a, device, stream);
+    case Kind::BinaryI8:
+      return launch_float_x<Kind::BinaryI8>(a, device, stream);
+    case Kind::BinaryB1:
+      return a.x_type == DType::Bits ? launch_x<Kind::BinaryB1, uint8_t>(a, device, stream)
+                                     : launch_float_x<Kind::BinaryB1>(a, device, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace bitops::cuda
