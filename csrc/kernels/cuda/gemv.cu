@@ -261,12 +261,13 @@ cudaError_t launch_mt(const GemvArgs& a, int64_t kp, int device, cudaStream_t st
   const DeviceInfo info = device_info(device);
   const size_t smem = static_cast<size_t>(MT * kp);
   if (smem > 48 * 1024) {
-    static bool raised[64] = {};
-    if (!raised[device]) {
+    static bool raised[64] = {};  // once per device and kernel (benign race: same value)
+    const bool known = device >= 0 && device < 64;
+    if (!known || !raised[device]) {
       const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    info.smem_optin - static_cast<int>(kStaticSmemMargin));
       if (err != cudaSuccess) return err;
-      raised[device] = true;
+      if (known) raised[device] = true;
     }
   }
   const int64_t units = ceil_div(a.N, R);
