@@ -1,0 +1,66 @@
+"""The ops fit PyTorch's machinery: opcheck (schema, fake tensors, dispatch) and torch.compile."""
+
+import pytest
+import torch
+
+import bitops
+
+pytestmark = pytest.mark.skipif(bitops.backend() == "reference", reason="native extension not built")
+
+K, N = 70, 5
+
+
+def op_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, K, generator=g)
+    wq, gamma = bitops.ternary_quantize(torch.randn(N, K, generator=g))
+    wb, beta = bitops.binary_quantize(torch.randn(N, K, generator=g))
+    packed, packed_b = bitops.pack_ternary(wq), bitops.pack_binary(wb)
+    xq, _ = bitops.quantize_activations(x)
+    xbits, _ = bitops.binarize_activations(x)
+    bias = torch.randn(N, generator=g)
+    o = torch.ops.bitops
+    return [
+        (o.quantize_activations, (x,)),
+        (o.binarize_activations, (x,)),
+        (o.pack_ternary, (wq,)),
+        (o.unpack_ternary, (packed, K)),
+        (o.pack_binary, (wb,)),
+        (o.unpack_binary, (packed_b, K)),
+        (o.ternary_matmul_int, (xq, packed, K)),
+        (o.binary_matmul_int, (xbits, packed_b, K)),
+        (o.ternary_linear_i8, (x, packed, gamma, bias)),
+        (o.ternary_linear_f, (x, packed, gamma, None)),
+        (o.binary_linear_i8, (x, packed_b, beta, bias)),
+        (o.binary_linear_f, (x, packed_b, beta, None)),
+        (o.binary_linear_b1, (x.unsqueeze(0), packed_b, beta, bias)),
+    ]
+
+
+@pytest.mark.parametrize("case", op_cases(), ids=lambda c: getattr(c, "__name__", None) or str(c)[:20])
+def test_opcheck(case):
+    op, args = case
+    torch.library.opcheck(op, args)  # raises on any failing check
+
+
+def _layer_inputs():
+    x = torch.randn(4, 6, K)
+    wq, gamma = bitops.ternary_quantize(torch.randn(N, K))
+    return x, bitops.pack_ternary(wq), gamma, torch.randn(N)
+
+
+def _two_layers(x, packed, gamma, bias):
+    h = torch.relu(bitops.ternary_linear(x, packed, gamma, bias))
+    return bitops.ternary_linear(torch.cat([h, x[..., N:]], dim=-1), packed, gamma, act_bits=None)
+
+
+def test_compile_fullgraph_aot_eager_matches_eager():
+    args = _layer_inputs()
+    compiled = torch.compile(_two_layers, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(*args), _two_layers(*args))
+
+
+def test_compile_fullgraph_inductor_matches_eager():
+    args = _layer_inputs()
+    compiled = torch.compile(_two_layers, fullgraph=True)
+    assert torch.equal(compiled(*args), _two_layers(*args))

@@ -1,0 +1,78 @@
+"""Hugging Face transformers BitNet interop: the packing, the scale convention, a real layer."""
+
+import pytest
+import torch
+
+import bitops
+from bitops import interop
+
+try:
+    from transformers.integrations import bitnet as hf_bitnet
+except Exception:  # transformers absent: the documented-layout tests below still run
+    hf_bitnet = None
+
+needs_transformers = pytest.mark.skipif(hf_bitnet is None, reason="transformers is not installed")
+
+
+def test_hf_layout_by_hand():
+    # N = 6 -> R = 2 rows; bits 2i+1:2i of weight[r] hold output row i*R + r, as code w + 1
+    wq = torch.tensor([[1], [-1], [0], [1], [-1], [0]], dtype=torch.int8)
+    packed = interop.hf_bitnet_pack(wq)
+    assert packed.shape == (2, 1)
+    assert packed[0, 0].item() == 2 | (1 << 2) | (0 << 4)  # rows 0, 2, 4 -> codes 2, 1, 0
+    assert packed[1, 0].item() == 0 | (2 << 2) | (1 << 4)  # rows 1, 3, 5 -> codes 0, 2, 1
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 13])
+def test_hf_pack_round_trip(n):
+    wq = torch.randint(-1, 2, (n, 37), dtype=torch.int8)
+    assert torch.equal(interop.hf_bitnet_unpack(interop.hf_bitnet_pack(wq), n), wq)
+
+
+@needs_transformers
+@pytest.mark.parametrize("n", [4, 8, 12, 64])
+def test_matches_transformers_pack_and_unpack(n):
+    wq = torch.randint(-1, 2, (n, 37), dtype=torch.int8)
+    theirs = hf_bitnet.pack_weights(wq.clone())
+    assert torch.equal(interop.hf_bitnet_pack(wq), theirs)
+    unpacked = hf_bitnet.unpack_weights(theirs, dtype=torch.float32)
+    assert torch.equal(interop.hf_bitnet_unpack(theirs, n).float(), unpacked)
+
+
+def test_bitops_hf_round_trip_is_exact():
+    w = torch.randn(12, 300)
+    wq, gamma = bitops.ternary_quantize(w)
+    packed = bitops.pack_ternary(wq)
+    hf_weight, weight_scale = interop.ternary_to_hf_bitnet(packed, gamma, 300)
+    back, gamma_back = interop.ternary_from_hf_bitnet(hf_weight, weight_scale, 12)
+    assert torch.equal(back, packed)
+    assert torch.allclose(gamma_back, gamma, rtol=2**-23)  # 1 / (1 / g) may move the last bit
+
+
+def test_corrupt_hf_weights_are_refused():
+    packed = interop.hf_bitnet_pack(torch.zeros(8, 5, dtype=torch.int8))
+    packed[0, 0] = 0xFF
+    with pytest.raises(ValueError, match="corrupt"):
+        interop.hf_bitnet_unpack(packed, 8)
+    with pytest.raises(ValueError, match="out_features"):
+        interop.hf_bitnet_unpack(packed, 9)
+
+
+@needs_transformers
+def test_transformers_bitlinear_output_matches_bitops():
+    torch.manual_seed(0)
+    n, k = 16, 64
+    layer = hf_bitnet.BitLinear(k, n, bias=False, device="cpu", dtype=torch.float32)
+    wq = torch.randint(-1, 2, (n, k), dtype=torch.int8)
+    with torch.no_grad():
+        layer.weight.copy_(hf_bitnet.pack_weights(wq.clone()))
+        layer.weight_scale.copy_(torch.tensor([4.0]))
+    x = torch.randn(3, k)
+    packed, gamma = interop.ternary_from_hf_bitnet(layer.weight, layer.weight_scale, n)
+    y_ours = bitops.ternary_linear(x, packed, gamma)
+    with torch.compiler.set_stance("force_eager"):  # transformers compiles this; eager is enough here
+        y_theirs = layer(x)
+    # transformers computes 127 / amax as reciprocal * 127 (one ulp away sometimes), which can move
+    # an activation by one quantization step: allow one step of one activation per output.
+    step = gamma.item() * x.abs().amax(dim=-1, keepdim=True) / 127
+    assert ((y_ours - y_theirs).abs() <= 1.01 * step + 1e-6).all()
