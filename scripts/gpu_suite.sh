@@ -20,6 +20,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 BITOPS_CUDA=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the in-place build, for benchmarks/
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 PY=${PYTHON:-python3}
@@ -44,7 +45,8 @@ step() {
   fi
   echo "=== $name (limit ${limit}s): $*" | tee -a "$LOG"
   local s=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  # bash -c: the steps may be functions of this script (exported below)
+  timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" 2>&1 | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
   local secs=$(($(date +%s) - s))
   echo "=== $name: rc=$rc (${secs}s)" | tee -a "$LOG"
@@ -91,6 +93,8 @@ sanitize() {
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -k "$k"
 }
 
+export -f info build wheel sanitize
+export PY
 step info 60 info
 step build 300 build
 step cuda_tests 240 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider
