@@ -49,7 +49,7 @@ int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 // H100 (benchmarks/results/cuda_*); BITOPS_CUDA_GEMV_MAX_M overrides it.
 int64_t gemv_max_m() {
   const char* env = std::getenv("BITOPS_CUDA_GEMV_MAX_M");
-  if (!env || !*env) return 16;
+  if (!env || !*env) return 8;
   const long v = std::strtol(env, nullptr, 10);
   return v < 0 ? 0 : (v > 4096 ? 4096 : v);
 }

@@ -18,7 +18,7 @@ namespace bitops::cuda {
 namespace detail {
 namespace {
 
-constexpr int R = 2;                          // weight rows per warp work unit
+constexpr int R = 1;                          // weight rows per warp work unit (1: most warps in flight)
 constexpr int D = 4;                          // 16-byte chunks per row loaded at once
 constexpr int64_t kStageBudget = 96 * 1024;   // staged bytes per block: keeps 2 blocks per SM
 
@@ -61,18 +61,18 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
   int s0 = 0;
 
   uint4 wv[D][R];
-  auto load = [&](int64_t uu, int ss) {
+  auto load = [&](uint4(&dst)[D][R], int64_t uu, int ss) {
 #pragma unroll
     for (int d = 0; d < D; ++d)
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const int64_t n = uu * R + r;
         const int c = (ss + d) * 32 + lane;
-        wv[d][r] = (n < N && c < C) ? __ldg(reinterpret_cast<const uint4*>(a.w + n * rb + c * 16))
+        dst[d][r] = (n < N && c < C) ? __ldg(reinterpret_cast<const uint4*>(a.w + n * rb + c * 16))
                                     : make_uint4(0, 0, 0, 0);
       }
   };
-  if (u < units) load(u, 0);  // in flight while the activations are staged
+  if (u < units) load(wv, u, 0);  // in flight while the activations are staged
 
   for (int m = 0; m < mrows; ++m) {
     int8_t* dst = xs + m * kp;
@@ -105,7 +105,20 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[m][r] = 0;
 
+  // Small MT: double-buffered, the next batch of weights is loaded while this
+  // one is multiplied (larger MT would run out of registers).
+  constexpr bool kPipe = MT <= 2;
   while (u < units) {  // warp-uniform
+    int64_t un = u;
+    int sn = s0 + D;
+    if (sn >= S) {
+      un = u + ustride;
+      sn = 0;
+    }
+    uint4 wn[D][R];
+    if constexpr (kPipe) {
+      if (un < units) load(wn, un, sn);
+    }
 #pragma unroll
     for (int d = 0; d < D; ++d) {
       const int c = (s0 + d) * 32 + lane;
@@ -184,8 +197,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
       }
     }
 
-    s0 += D;
-    if (s0 >= S) {  // this unit's rows are complete: reduce, epilogue, store
+    if (sn == 0) {  // this unit's rows are complete: reduce, epilogue, store
       unsigned tot[MT][R];
 #pragma unroll
       for (int m = 0; m < MT; ++m)
@@ -219,10 +231,17 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
           static_cast<OT*>(a.out)[o] = from_f32<OT>(epilogue_value(static_cast<float>(v), e, m, n));
         }
       }
-      u += ustride;
-      s0 = 0;
     }
-    if (u < units) load(u, s0);
+    if constexpr (kPipe) {
+#pragma unroll
+      for (int d = 0; d < D; ++d)
+#pragma unroll
+        for (int r = 0; r < R; ++r) wv[d][r] = wn[d][r];
+    } else {
+      if (un < units) load(wv, un, sn);
+    }
+    u = un;
+    s0 = sn;
   }
 }
 
