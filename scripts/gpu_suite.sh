@@ -97,12 +97,17 @@ export -f info build wheel sanitize
 export PY
 step info 60 info
 step build 300 build
-step cuda_tests 240 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider
+# The bad-input tests run in their own process: on the H100 machine (torch 2.11)
+# a C++ exception raised after many earlier tests in one process crashed it
+# (segfault inside torch.ops __call__), also in the CPU-only test_errors.py.
+ERR_TESTS="rejects or detects_code"
+step cuda_tests 240 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -k "not ($ERR_TESTS)"
+step cuda_error_tests 60 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -k "$ERR_TESTS"
 step bench 200 "$PY" benchmarks/cuda_matmul.py --out "$OUT"
 step wheel 150 wheel
-step memcheck 200 sanitize memcheck "not huge and not model_shapes and not graph"
+step memcheck 200 sanitize memcheck "not huge and not model_shapes and not graph and not ($ERR_TESTS)"
 step racecheck 120 sanitize racecheck "ternary_linear_i8 or binary_linear_bit or quantize_activations_bit" 2
-step other_tests 200 "$PY" -m pytest tests -q -p no:cacheprovider -x --ignore=tests/test_cuda.py -m "not slow"
+step other_tests 200 "$PY" -m pytest tests -q -p no:cacheprovider --ignore=tests/test_cuda.py -m "not slow"
 
 echo "=== total $(($(date +%s) - T0))s; summary:" | tee -a "$LOG"
 cat "$SUMMARY" | tee -a "$LOG"
