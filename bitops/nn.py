@@ -191,7 +191,7 @@ def convert(
             (parent, child_name, f"{parent_name}.{child_name}" if parent_name else child_name, child)
             for parent_name, parent in model.named_modules()
             if not isinstance(parent, nn.MultiheadAttention)
-            for child_name, child in parent.named_children()
+            for child_name, child in parent._modules.items()  # every slot: named_children() hides repeats
             if isinstance(child, nn.Linear)
         ]
     skipped = [name for _, _, name, linear in sites if should_skip(name, linear)]
@@ -223,7 +223,7 @@ def pack_model(model: nn.Module) -> nn.Module:
         return model.pack()
     packed: dict[int, PackedBitLinear] = {}
     for _, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):
             if isinstance(child, BitLinear):
                 if id(child) not in packed:
                     packed[id(child)] = child.pack()
