@@ -4,7 +4,7 @@ Quantize, pack, and multiply with packed weights on native CPU (AVX2) and CUDA
 kernels; train with straight-through estimators. See README.md and DESIGN.md.
 """
 
-from . import reference
+from . import nn, reference
 from ._native import backend
 from .ops import (
     binarize_activations,
