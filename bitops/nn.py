@@ -112,6 +112,10 @@ class BitLinear(nn.Module):
         (``Adam(fused=True)``) update parameters without bumping their version counter.
         """
         w = self.weight
+        if torch.compiler.is_compiling():
+            # Under torch.compile the cache (Python-side state keyed on storage and version)
+            # cannot be traced; quantizing and packing become part of the compiled graph.
+            return quantize_weight(w, self.weight_kind)
         key = (id(w), w.data_ptr(), w._version, w.device, w.dtype, tuple(w.shape), torch.is_inference_mode_enabled())
         if self._packed_cache is None or self._packed_cache[0] != key:
             self._packed_cache = (key, quantize_weight(w, self.weight_kind))
