@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 EPS = 1e-5
-MAX_K = 1 << 24  # int32 accumulation is exact while |sum| <= 128 * K < 2^31
+MAX_K = (1 << 24) - 1  # int32 accumulation is exact while |sum| <= 128 * K <= 2^31 - 1
 
 TERNARY_BLOCK = 128  # weights per block of the ternary layout
 TERNARY_BLOCK_BYTES = 32
