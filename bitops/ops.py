@@ -62,6 +62,8 @@ def _check_tensor(t, name):
 def _check_int(k, name="k"):
     if not isinstance(k, int) or isinstance(k, bool):
         raise TypeError(f"bitops: {name} must be an int, got {type(k).__name__}")
+    if not 1 <= k <= ref.MAX_K:  # checked here too: torch cannot pass an int beyond int64 to the op
+        raise ValueError(f"bitops: {name} must be in [1, {ref.MAX_K}] so that int32 accumulation stays exact, got {name}={k}")
 
 
 def quantize_activations(x: torch.Tensor):

@@ -12,8 +12,10 @@ using cpu::Tile;
 
 const cpu::KernelTable& K() { return cpu::active_kernels(); }
 
+// Every input passes here: on the CPU, and its data really there.
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
+  check_storage(t, name);
 }
 
 // [..., k] float tensor -> contiguous float32 [M, k]
