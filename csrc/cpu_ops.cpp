@@ -165,7 +165,8 @@ at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits
   check_cpu(xbits_in, "xbits");
   check_cpu(wbits_in, "wbits");
   check_dtype(xbits_in, at::kByte, "xbits");
-  check_last_dim(xbits_in, binary_row_bytes(k), "xbits (bytes per packed row)");
+  TORCH_CHECK_VALUE(xbits_in.dim() >= 1 && xbits_in.size(-1) == binary_row_bytes(k), "bitops: xbits must have rows of ",
+              binary_row_bytes(k), " bytes for k=", k, ", got shape ", xbits_in.sizes());
   check_packed(wbits_in, k, binary_row_bytes(k), "wbits");
   auto xbits = xbits_in.reshape({-1, binary_row_bytes(k)}).contiguous();
   auto wbits = wbits_in.contiguous();
