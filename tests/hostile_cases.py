@@ -181,6 +181,13 @@ CASES = [
     Case("beta shaped [N, 1]", lambda: bitops.binary_linear(xf(), pb(), GN[:, None]), Raises(ValueError, "beta must hold")),
     Case("gamma empty", lambda: bitops.ternary_linear(xf(), pt(), torch.ones(0)), Raises(ValueError, "gamma must hold")),
     case("x bfloat16, bias float16", lambda m: m.ternary_linear(xf().bfloat16(), pt(), G, BIAS.half())),
+    Case("x sparse COO", lambda: bitops.ternary_linear(xf().to_sparse(), pt(), G), Raises(TypeError, "x must be a dense .*sparse_coo")),
+    Case("packed sparse CSR", lambda: bitops.unpack_ternary(pt().to_sparse_csr(), K), Raises(TypeError, "packed must be a dense")),
+    Case("gamma sparse", lambda: bitops.binary_linear(xf(), pb(), GN.to_sparse(), act_bits=1), Raises(TypeError, "beta must be a dense")),
+    Case("x nested", lambda: bitops.ternary_linear(torch.nested.nested_tensor([xf(m=2), xf(m=3)]), pt(), G),
+         Raises(TypeError, "x must be a dense .*nested")),
+    Case("x quantized qint8", lambda: bitops.quantize_activations(torch.quantize_per_tensor(xf(), 0.1, 0, torch.qint8)),
+         Raises(TypeError, "x must be a dense .*quantized")),
     Case("pack_ternary from uint8", lambda: bitops.pack_ternary(wq_t().abs().to(U8)), Raises(TypeError, "wq must be int8")),
     # ---- empty and 0-d
     case("x with zero rows", lambda m: m.ternary_linear(xf(m=0), pt(), G)),
