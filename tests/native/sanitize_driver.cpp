@@ -446,17 +446,16 @@ int main(int argc, char** argv) {
   const int64_t ks[] = {1,   2,   3,   4,   5,   7,   8,   9,   15,  16,  17,   31,   32,   33,   63,  64,
                         65,  95,  96,  97,  127, 128, 129, 191, 255, 256, 257,  383,  384,  511,  512, 513,
                         640, 1000, 1023, 1024, 1025, 2047, 2049, 4097};
-  const int64_t ms[] = {0, 1, 1, 2, 3, 5, 7, 8, 13};
-  const int64_t ns[] = {1, 1, 2, 3, 5, 8, 17, 33};
-  for (int64_t k : ks) {
-    const int shapes = k > 1024 ? 2 : 4;
-    for (int rep = 0; rep < shapes; ++rep) {
-      const int64_t m = ms[uniform(0, 8)], n = ns[uniform(0, 7)];
-      const Problem p(m, n, k);
-      check_packing(p);
-      for (auto* t : tables) check_table(*t, p);
-    }
-  }
+  const int64_t ms[] = {0, 1, 1, 2, 3, 4, 5, 7, 8, 13, 31};
+  const int64_t ns[] = {1, 1, 2, 3, 5, 8, 17, 33, 64, 65};
+  auto run = [&](int64_t k) {
+    const Problem p(ms[uniform(0, 10)], ns[uniform(0, 9)], k);
+    check_packing(p);
+    for (auto* t : tables) check_table(*t, p);
+  };
+  for (int64_t k : ks)
+    for (int rep = 0, shapes = k > 1024 ? 3 : 8; rep < shapes; ++rep) run(k);
+  for (int rep = 0; rep < 40; ++rep) run(uniform(1, 3000));  // K off the list
   // Many rows, few features; one row, many outputs.
   for (auto* t : tables) {
     check_table(*t, Problem(301, 3, 1));
