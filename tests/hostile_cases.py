@@ -101,12 +101,37 @@ def aliased_x_and_packed():
     return x, buf[:nb].view(N, -1)
 
 
+def xq_aliasing_packed():
+    """xq [1, K] int8 reading the first K bytes of packed's own storage."""
+    packed = pt()
+    xq = packed.view(I8).reshape(-1)[:K].view(1, K)
+    assert xq.untyped_storage().data_ptr() == packed.untyped_storage().data_ptr()
+    return xq, packed
+
+
 def inplace_safe(m):
     """The inputs are not written: x, packed and gamma keep their bytes across a call."""
     x, p, g = xf(), pt(), GN.clone()
     before = (x.clone(), p.clone(), g.clone())
     m.ternary_linear(x, p, g, BIAS)
     return all(torch.equal(a, b) for a, b in zip(before, (x, p, g)))
+
+
+def _at(t, idx, v):
+    t = t.clone()
+    t[idx] = v
+    return t
+
+
+def _last_is(t, v):
+    return _at(t, (t.shape[0] - 1, t.shape[1] - 1), v)
+
+
+def _dirty_pad(bits):
+    bits = bits.clone()
+    bits[:, K // 8] |= 0xFF << (K % 8) & 0xFF  # bits K.. of the byte holding weight K
+    bits[:, K // 8 + 1 :] = 0xA5
+    return bits
 
 
 BIG_K = ref.MAX_K  # the largest K allowed: xq = -128 against w = -1 sums to 128 * K < 2^31
@@ -149,7 +174,7 @@ CASES = [
          Raises(ValueError, "xbits must have rows of 32 bytes for k=200")),
     # ---- aliasing, views, strides
     case("x and packed share one storage", lambda m: m.ternary_linear(*aliased_x_and_packed(), G)),
-    case("xq is an int8 view of packed itself", lambda m: m.ternary_matmul_int(pt()[:, :32].view(I8).repeat(1, 7)[:, :K], pt(), K)),
+    case("xq is an int8 view of packed's own bytes", lambda m: m.ternary_matmul_int(*xq_aliasing_packed(), K)),
     case("bias is the same tensor as gamma", lambda m: m.ternary_linear(xf(), pt(), GN, GN)),
     case("x transposed (non-contiguous)", lambda m: m.ternary_linear(xf(k=3, m=K).t(), pt(), G, BIAS)),
     case("x zero-stride expand of one row", lambda m: m.ternary_linear(xf(m=1).expand(6, K), pt(), GN)),
@@ -228,19 +253,3 @@ CASES = [
     Case("2^62 rows by expand", lambda: bitops.ternary_linear(torch.ones(1, 1).expand(2**62, 1), pt(k=1), G), Raises(RuntimeError, "overflow")),
 ]
 
-
-def _at(t, idx, v):
-    t = t.clone()
-    t[idx] = v
-    return t
-
-
-def _last_is(t, v):
-    return _at(t, (t.shape[0] - 1, t.shape[1] - 1), v)
-
-
-def _dirty_pad(bits):
-    bits = bits.clone()
-    bits[:, K // 8] |= 0xFF << (K % 8) & 0xFF  # bits K.. of the byte holding weight K
-    bits[:, K // 8 + 1 :] = 0xA5
-    return bits
