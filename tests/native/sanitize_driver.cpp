@@ -456,10 +456,12 @@ int main(int argc, char** argv) {
   for (int64_t k : ks)
     for (int rep = 0, shapes = k > 1024 ? 3 : 8; rep < shapes; ++rep) run(k);
   for (int rep = 0; rep < 40; ++rep) run(uniform(1, 3000));  // K off the list
-  // Many rows, few features; one row, many outputs.
+  // Many rows, few features; one row, many outputs; several weight panels with ragged
+  // register tiles (M % 3, N % 4 != 0) and int16 flushes along K.
   for (auto* t : tables) {
     check_table(*t, Problem(301, 3, 1));
     check_table(*t, Problem(1, 257, 7));
+    check_table(*t, Problem(67, 129, 1100));
     check_k_limit(*t);
   }
 
