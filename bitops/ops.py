@@ -57,11 +57,17 @@ def _native_for(*tensors) -> bool:
 def _check_tensor(t, name):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"bitops: {name} must be a torch.Tensor, got {type(t).__name__}")
+    # the kernels read plain strided memory; say so instead of a dispatcher error naming a backend
+    if t.layout != torch.strided or t.is_nested or t.is_quantized:
+        kind = "nested" if t.is_nested else "quantized" if t.is_quantized else str(t.layout)
+        raise TypeError(f"bitops: {name} must be a dense (strided) tensor, got a {kind} tensor")
 
 
 def _check_int(k, name="k"):
     if not isinstance(k, int) or isinstance(k, bool):
         raise TypeError(f"bitops: {name} must be an int, got {type(k).__name__}")
+    if not 1 <= k <= ref.MAX_K:  # checked here too: torch cannot pass an int beyond int64 to the op
+        raise ValueError(f"bitops: {name} must be in [1, {ref.MAX_K}] so that int32 accumulation stays exact, got {name}={k}")
 
 
 def quantize_activations(x: torch.Tensor):

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/library.h>
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
 #include "kernels/layout.h"
 
 namespace bitops::glue {
@@ -26,6 +27,16 @@ inline void check_float_input(const at::Tensor& x, const char* name) {
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, "bitops: ", name,
               " must be float32, float16 or bfloat16, got ", dtype_name(st));
   TORCH_CHECK_VALUE(x.dim() >= 1, "bitops: ", name, " must have at least one dimension, got a scalar");
+}
+
+// A tensor whose storage was shrunk under it (untyped_storage().resize_(), as FSDP does
+// to free parameters) still reports its old shape: reading it would run past the buffer.
+inline void check_storage(const at::Tensor& t, const char* name) {
+  if (t.numel() == 0) return;
+  const auto need = at::detail::computeStorageNbytes(t.sizes(), t.strides(), t.itemsize(), t.storage_offset());
+  TORCH_CHECK_VALUE(t.has_storage() && t.storage().nbytes() >= need, "bitops: ", name, " of shape ", t.sizes(),
+              " needs ", need, " bytes of storage, but its storage holds ",
+              t.has_storage() ? t.storage().nbytes() : 0, " (was it resized or freed?)");
 }
 
 inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* name_a, const char* name_b) {

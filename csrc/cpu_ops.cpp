@@ -12,8 +12,10 @@ using cpu::Tile;
 
 const cpu::KernelTable& K() { return cpu::active_kernels(); }
 
+// Every input passes here: on the CPU, and its data really there.
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
+  check_storage(t, name);
 }
 
 // [..., k] float tensor -> contiguous float32 [M, k]
@@ -163,7 +165,8 @@ at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits
   check_cpu(xbits_in, "xbits");
   check_cpu(wbits_in, "wbits");
   check_dtype(xbits_in, at::kByte, "xbits");
-  check_last_dim(xbits_in, binary_row_bytes(k), "xbits (bytes per packed row)");
+  TORCH_CHECK_VALUE(xbits_in.dim() >= 1 && xbits_in.size(-1) == binary_row_bytes(k), "bitops: xbits must have rows of ",
+              binary_row_bytes(k), " bytes for k=", k, ", got shape ", xbits_in.sizes());
   check_packed(wbits_in, k, binary_row_bytes(k), "wbits");
   auto xbits = xbits_in.reshape({-1, binary_row_bytes(k)}).contiguous();
   auto wbits = wbits_in.contiguous();

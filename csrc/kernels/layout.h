@@ -63,7 +63,8 @@ BITOPS_HD int binary_bit_at(const uint8_t* row, int64_t k) {
   return (row[k >> 3] >> (k & 7)) & 1;
 }
 
-// The int32 accumulator is exact while |sum| <= 128 * K < 2^31.
-constexpr int64_t kMaxK = int64_t(1) << 24;
+// The int32 accumulator is exact while |sum| <= 128 * K <= 2^31 - 1, so K < 2^24:
+// at K = 2^24, xq = -128 against w = -1 everywhere sums to exactly 2^31.
+constexpr int64_t kMaxK = (int64_t(1) << 24) - 1;
 
 }  // namespace bitops
