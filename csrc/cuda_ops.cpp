@@ -1,7 +1,9 @@
 // CUDA implementations of the bitops ops: argument checks (checks.h), device
 // guard, allocation on the current stream, and the choice between
-//   - the fused small-M kernel (kernels/cuda/gemv.cu): quantise/binarise the
-//     activations and multiply with the packed weights in one launch; and
+//   - the small-M GEMV (kernels/cuda/gemv.cu): quantise/binarise the
+//     activations once into a workspace (a small kernel), then multiply with
+//     the packed weights (the GEMV, overlapped with it by PDL on sm_90+);
+//     BITOPS_CUDA_GEMV_FUSED=1: both in one fused launch; and
 //   - the tensor-core path for larger M: quantise the activations to a padded
 //     int8 matrix, decode the weights to int8, torch._int_mm (cuBLASLt int8),
 //     then the float epilogue kernel.
@@ -52,6 +54,14 @@ int64_t gemv_max_m() {
   if (!env || !*env) return 8;
   const long v = std::strtol(env, nullptr, 10);
   return v < 0 ? 0 : (v > 4096 ? 4096 : v);
+}
+
+// BITOPS_CUDA_GEMV_FUSED=1: float activations are quantised inside every block
+// of the one fused GEMV kernel (the previous default) rather than once by a
+// small kernel ahead of it.
+bool gemv_fused() {
+  const char* env = std::getenv("BITOPS_CUDA_GEMV_FUSED");
+  return env && env[0] == '1';
 }
 
 bool use_gemv(bc::Kind kind, int64_t m, int64_t k, int device) {
@@ -375,10 +385,22 @@ at::Tensor linear_int(const at::Tensor& x, const at::Tensor& packed, const at::T
   const bool ternary = kind == bc::Kind::Ternary;
   LinearCall c(x, packed, scale, bias, ternary, ternary ? "gamma" : "beta");
   if (c.empty()) return c.result(x);
-  if (use_gemv(kind, c.m, c.k, c.device))
-    check_launch(bc::launch_gemv(c.gemv(kind), c.device, stream()), "linear (gemv)");
-  else
+  if (use_gemv(kind, c.m, c.k, c.device)) {
+    auto a = c.gemv(kind);
+    // Workspace for quantising the activations once (small kernel + GEMV);
+    // BITOPS_CUDA_GEMV_FUSED=1 keeps the single fused kernel instead.
+    at::Tensor ws;
+    if (!gemv_fused()) {
+      const int64_t bytes = bc::gemv_workspace_bytes(kind, a.x_type, a.M, a.K);
+      if (bytes > 0) {
+        ws = at::empty({bytes}, c.x2.options().dtype(at::kByte));
+        a.workspace = ws.data_ptr();
+      }
+    }
+    check_launch(bc::launch_gemv(a, c.device, stream()), "linear (gemv)");
+  } else {
     c.tensor_core(ternary, kind == bc::Kind::BinaryB1);
+  }
   return c.result(x);
 }
 

@@ -257,6 +257,25 @@ def test_linear_matches_cpu_native_path_at_model_shapes(path):
         assert_same(bitops.ternary_linear(*on_cuda(x, packed, gamma)), cpu)
 
 
+@pytest.mark.parametrize("fused", ["0", "1"])
+@pytest.mark.parametrize("m", [1, 2, 3, 8])
+def test_gemv_prequantised_and_fused_kernels_agree(fused, m, monkeypatch):
+    # default: the activations are quantised once (own kernel, then the GEMV with PDL);
+    # BITOPS_CUDA_GEMV_FUSED=1: inside every block of the single fused kernel. Both bit-exact.
+    monkeypatch.setenv("BITOPS_CUDA_GEMV_FUSED", fused)
+    k, n = 1000, 777
+    x = make_x(m, k, 11, torch.bfloat16, "wide", bad_rows=True)
+    tern = ref.pack_ternary(random_ternary(n, k, 12))
+    bina = ref.pack_binary(random_binary(n, k, 13))
+    gamma, b = make_scale(n, True, 14), make_bias(n, torch.float32, 14)
+    with cuda_path("gemv"):
+        assert_same(bitops.ternary_linear(*on_cuda(x, tern, gamma, b), act_bits=8),
+                    ref.ternary_linear(x, tern, gamma, b, act_bits=8))
+        for bits in (8, 1):
+            assert_same(bitops.binary_linear(*on_cuda(x, bina, gamma, b), act_bits=bits),
+                        ref.binary_linear(x, bina, gamma, b, act_bits=bits))
+
+
 def test_huge_k_falls_back_to_tensor_cores():
     # a staged row of 250k int8 activations exceeds shared memory: the tensor-core path serves it
     k, n = 250_000, 3

@@ -63,12 +63,16 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 }
 
 // Block-wide reductions (all threads call; all get the result). scratch: 32 words of shared memory.
+// The per-warp partials are combined by one more shuffle reduction in every
+// warp (not a serial loop over them: up to 32 with 1024-thread blocks). Max
+// and the modular integer sum are exact, so the result does not depend on the order.
 __device__ __forceinline__ float block_max(float v, unsigned* scratch) {
   v = warp_max(v);
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = __float_as_uint(v);
   __syncthreads();
-  float r = __uint_as_float(scratch[0]);
-  for (int i = 1; i < (int)(blockDim.x >> 5); ++i) r = fmaxf(r, __uint_as_float(scratch[i]));
+  const int lane = threadIdx.x & 31;
+  float r = lane < (int)(blockDim.x >> 5) ? __uint_as_float(scratch[lane]) : -INFINITY;
+  r = warp_max(r);
   __syncthreads();
   return r;
 }
@@ -77,8 +81,9 @@ __device__ __forceinline__ unsigned block_sum(unsigned v, unsigned* scratch) {
   v = warp_sum(v);
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
   __syncthreads();
-  unsigned r = 0;
-  for (int i = 0; i < (int)(blockDim.x >> 5); ++i) r += scratch[i];
+  const int lane = threadIdx.x & 31;
+  unsigned r = lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0u;
+  r = warp_sum(r);
   __syncthreads();
   return r;
 }

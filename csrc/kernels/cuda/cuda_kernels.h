@@ -37,7 +37,15 @@ struct GemvArgs {
   int64_t gamma_stride = 0;
   const float* bias = nullptr;  // float32 [N] or nullptr
   void* out = nullptr;          // [M, N]: x's dtype, or int32 for integer x
+  // Float x only, optional: gemv_workspace_bytes() of device memory. Given, the
+  // activations are quantised once by a small kernel into it (then the GEMV,
+  // with Programmatic Dependent Launch on sm_90+); null: quantised inside every
+  // block of the single fused kernel.
+  void* workspace = nullptr;
 };
+
+// Bytes of GemvArgs::workspace for float activations (0 for integer x).
+int64_t gemv_workspace_bytes(Kind kind, DType x_type, int64_t M, int64_t K);
 
 // True when the GEMV kernel can stage one row of activations of this K in
 // shared memory on `device` (else use the tensor-core path).

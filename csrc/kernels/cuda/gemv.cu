@@ -9,7 +9,17 @@
 // (coalesced, D = 4 chunks per row in flight), decodes them in registers and
 // multiplies with __dp4a (or XOR + __popc), and the warp reduces with shuffles
 // and applies the epilogue of epilogue.h.
+//
+// Float activations with a workspace (GemvArgs::workspace, the default from
+// the glue): the rows are quantised ONCE by prep_kernel (one block per row,
+// the same staging code, so the values are identical) into global int8 + s +
+// row sum, and the GEMV blocks only copy those few KB into shared memory,
+// instead of each block re-reading the float row and running block-wide
+// reductions before its first dot product. On sm_90 the GEMV is launched with
+// Programmatic Dependent Launch: its blocks start while prep_kernel runs,
+// issue their first weight loads, and only then wait for the activations.
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "common.cuh"
@@ -35,12 +45,82 @@ struct OutOf<uint8_t> {
   using type = int32_t;
 };
 
+// Streaming 16-byte weight load: read once, so keep it out of L1.
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
+// PDL (sm_90+): no-ops on older targets, where the launches are plain and the
+// stream order alone makes prep_kernel's results visible.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Workspace of the pre-quantised path: [M][kp] int8 rows, then s [M] float,
+// then the row sums [M] int. kp is a multiple of 32, so both are aligned.
+struct Workspace {
+  int8_t* xq;
+  float* s;
+  int* sum;
+};
+__host__ __device__ __forceinline__ Workspace workspace_of(void* base, int64_t M, int64_t kp) {
+  int8_t* b = static_cast<int8_t*>(base);
+  return Workspace{b, reinterpret_cast<float*>(b + M * kp), reinterpret_cast<int*>(b + M * kp + 4 * M)};
+}
+
+// One block per activation row: quantise (or sign-binarise) x into the
+// workspace exactly as the fused kernel stages it in shared memory (the same
+// staging code; amax, finiteness and the integer sum do not depend on how the
+// row is split among threads). 1024 threads: one pass of loads per row up to
+// K = 8192, so the GEMV waits on as few serial memory round trips as possible.
+constexpr int kPrepThreads = 1024;
+template <Kind KIND, class XT>
+__global__ void __launch_bounds__(kPrepThreads) prep_kernel(GemvArgs a, int64_t kp) {
+  __shared__ unsigned scratch[32];
+  // The GEMV may launch now: its griddepcontrol.wait still waits for this
+  // whole grid to finish and its writes to be visible.
+  pdl_trigger();
+  const Workspace ws = workspace_of(a.workspace, a.M, kp);
+  const int64_t m = blockIdx.x;
+  const XT* row = static_cast<const XT*>(a.x) + m * a.ldx;
+  int8_t* dst = ws.xq + m * kp;
+  if constexpr (KIND == Kind::BinaryB1) {
+    const float sv = stage_sign_bits(row, a.K, reinterpret_cast<uint32_t*>(dst), binary_row_bytes(a.K) / 4);
+    if (threadIdx.x == 0) {
+      ws.s[m] = sv;
+      ws.sum[m] = 0;
+    }
+  } else {
+    float sv;
+    int sum;
+    stage_quant_row<XT, false, KIND == Kind::BinaryI8 ? kBinPerm : kPlain>(row, a.K, dst, kp, scratch, &sv, &sum);
+    if (threadIdx.x == 0) {
+      ws.s[m] = sv;
+      ws.sum[m] = sum;
+    }
+  }
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int t) {
   return t == 0 ? v.x : t == 1 ? v.y : t == 2 ? v.z : v.w;
 }
 
-template <Kind KIND, class XT, int MT>
-__global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t kp) {
+// PRE: the activations come pre-quantised in a.workspace (prep_kernel).
+template <Kind KIND, class XT, int MT, bool PRE>
+__global__ void __launch_bounds__(kThreads, PRE && MT == 1 ? 4 : 2) gemv_kernel(GemvArgs a, int64_t kp) {
   extern __shared__ int4 smem[];
   int8_t* xs = reinterpret_cast<int8_t*>(smem);  // [MT][kp] staged activations
   __shared__ float s_sh[MT];
@@ -68,13 +148,34 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
       for (int r = 0; r < R; ++r) {
         const int64_t n = uu * R + r;
         const int c = (ss + d) * 32 + lane;
-        dst[d][r] = (n < N && c < C) ? __ldg(reinterpret_cast<const uint4*>(a.w + n * rb + c * 16))
-                                    : make_uint4(0, 0, 0, 0);
+        dst[d][r] = (n < N && c < C) ? ld_stream(a.w + n * rb + c * 16) : make_uint4(0, 0, 0, 0);
       }
   };
   if (u < units) load(wv, u, 0);  // in flight while the activations are staged
 
-  for (int m = 0; m < mrows; ++m) {
+  if constexpr (PRE) {
+    // The epilogue's gamma and bias do not depend on prep_kernel: start
+    // bringing the first unit's into L1 now, off the critical path.
+    if (u < units && lane < R) {
+      const int64_t n = u * R + lane;
+      if (n < N) {
+        if (a.gamma) prefetch_l1(a.gamma + n * a.gamma_stride);
+        if (a.bias) prefetch_l1(a.bias + n);
+      }
+    }
+    pdl_wait();  // prep_kernel's xq, s and sums are complete and visible from here
+    const Workspace ws = workspace_of(a.workspace, a.M, kp);
+    // kp is a multiple of 32: whole 16-byte vectors. __ldcg: L2 only (written
+    // by the grid just before; never from a possibly stale L1 line).
+    const int4* src = reinterpret_cast<const int4*>(ws.xq + m0 * kp);
+    const int nvec = static_cast<int>(mrows * kp / 16);
+    for (int i = threadIdx.x; i < nvec; i += kThreads) smem[i] = __ldcg(src + i);
+    if (threadIdx.x < mrows) {
+      s_sh[threadIdx.x] = __ldcg(ws.s + m0 + threadIdx.x);
+      sum_sh[threadIdx.x] = __ldcg(ws.sum + m0 + threadIdx.x);
+    }
+  }
+  for (int m = 0; m < (PRE ? 0 : mrows); ++m) {
     int8_t* dst = xs + m * kp;
     const XT* row = static_cast<const XT*>(a.x) + (m0 + m) * a.ldx;
     if constexpr (KIND == Kind::BinaryB1) {
@@ -248,6 +349,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, int64_t k
 struct DeviceInfo {
   int sms = 0;
   int smem_optin = 0;
+  int major = 0;
 };
 
 DeviceInfo device_info(int device) {
@@ -255,10 +357,12 @@ DeviceInfo device_info(int device) {
   if (device < 0 || device >= 64) return DeviceInfo{};
   DeviceInfo& info = cache[device];
   if (info.sms == 0) {  // benign race: every thread computes the same values
-    int sms = 0, optin = 0;
+    int sms = 0, optin = 0, major = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     info.smem_optin = optin;
+    info.major = major;
     info.sms = sms;
   }
   return info;
@@ -274,9 +378,42 @@ int64_t staged_bytes(Kind kind, int64_t K) {
 
 constexpr int64_t kStaticSmemMargin = 1024;  // the kernel's own __shared__ arrays
 
-template <Kind KIND, class XT, int MT>
+template <Kind KIND, class XT, int MT, bool PRE>
+struct GemvTag {};
+
+// Blocks of `kernel` that fit on one SM with `smem` bytes of dynamic shared
+// memory. Cached per kernel instantiation (the Tag) and device for the last
+// smem size (a benign race: a torn pair only changes the grid size, never the
+// result).
+template <class Tag, class F>
+int blocks_per_sm(F kernel, size_t smem, int device, int fallback) {
+  static size_t smem_of[64];
+  static int nb_of[64];
+  if (device < 0 || device >= 64) return fallback;
+  if (nb_of[device] == 0 || smem_of[device] != smem) {
+    int nb = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kThreads, smem) != cudaSuccess || nb <= 0) {
+      cudaGetLastError();
+      return fallback;
+    }
+    smem_of[device] = smem;
+    nb_of[device] = nb;
+  }
+  return nb_of[device];
+}
+
+// BITOPS_CUDA_PDL=0 turns Programmatic Dependent Launch off (plain launches).
+bool pdl_enabled(int device) {
+  static const bool env_on = [] {
+    const char* e = std::getenv("BITOPS_CUDA_PDL");
+    return !(e && e[0] == '0');
+  }();
+  return env_on && device_info(device).major >= 9;
+}
+
+template <Kind KIND, class XT, int MT, bool PRE>
 cudaError_t launch_mt(const GemvArgs& a, int64_t kp, int device, cudaStream_t stream) {
-  auto kernel = gemv_kernel<KIND, XT, MT>;
+  auto kernel = gemv_kernel<KIND, XT, MT, PRE>;
   const DeviceInfo info = device_info(device);
   const size_t smem = static_cast<size_t>(MT * kp);
   if (smem > 48 * 1024) {
@@ -292,11 +429,41 @@ cudaError_t launch_mt(const GemvArgs& a, int64_t kp, int device, cudaStream_t st
   const int64_t units = ceil_div(a.N, R);
   const int64_t gy = ceil_div(a.M, MT);
   if (gy > 65535) return cudaErrorInvalidConfiguration;
-  // Enough blocks to fill every SM twice, and no more: each block stages the
-  // activations once and then loops over its share of the weight rows.
-  const int64_t cap = std::max<int64_t>(1, 2 * info.sms / gy);
-  const int64_t gx = std::min(ceil_div(units, kWarps), cap);
-  gemv_kernel<KIND, XT, MT><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, smem, stream>>>(a, kp);
+  // Fused: enough blocks to fill every SM twice, and no more (each block
+  // quantises the activations itself). PRE (staging is a cheap copy): as many
+  // blocks as fit on the GPU at once, balanced so that every warp gets the
+  // same number of work units.
+  const int64_t need = ceil_div(units, kWarps);
+  int64_t gx;
+  if constexpr (PRE) {
+    const int nb = blocks_per_sm<GemvTag<KIND, XT, MT, PRE>>(kernel, smem, device, 2);
+    const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(nb) * info.sms / gy);
+    gx = ceil_div(need, ceil_div(need, cap));
+  } else {
+    gx = std::min(need, std::max<int64_t>(1, 2 * info.sms / gy));
+  }
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+
+  if constexpr (PRE) {
+    prep_kernel<KIND, XT><<<static_cast<unsigned>(a.M), kPrepThreads, 0, stream>>>(a, kp);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    if (pdl_enabled(device)) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = grid;
+      cfg.blockDim = dim3(kThreads);
+      cfg.dynamicSmemBytes = smem;
+      cfg.stream = stream;
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[0].val.programmaticStreamSerializationAllowed = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      if (cudaLaunchKernelEx(&cfg, kernel, a, kp) == cudaSuccess) return cudaSuccess;
+      cudaGetLastError();  // PDL refused: fall back to a plain launch (stream order suffices)
+    }
+  }
+  kernel<<<grid, kThreads, smem, stream>>>(a, kp);
   return cudaGetLastError();
 }
 
@@ -307,11 +474,23 @@ cudaError_t launch_x(const GemvArgs& a, int device, cudaStream_t stream) {
   int mt = a.M <= 1 ? 1 : a.M <= 2 ? 2 : a.M <= 4 ? 4 : 8;
   while (mt > 1 && mt * kp > kStageBudget) mt /= 2;
   if (mt * kp + kStaticSmemMargin > info.smem_optin) return cudaErrorInvalidValue;
+  // Float activations with a workspace: quantised once, outside the GEMV.
+  if constexpr (!std::is_integral_v<XT>) {
+    if (a.workspace != nullptr) {
+      if (a.M > 2147483647) return cudaErrorInvalidConfiguration;  // prep_kernel: one block per row
+      switch (mt) {
+        case 1: return launch_mt<KIND, XT, 1, true>(a, kp, device, stream);
+        case 2: return launch_mt<KIND, XT, 2, true>(a, kp, device, stream);
+        case 4: return launch_mt<KIND, XT, 4, true>(a, kp, device, stream);
+        default: return launch_mt<KIND, XT, 8, true>(a, kp, device, stream);
+      }
+    }
+  }
   switch (mt) {
-    case 1: return launch_mt<KIND, XT, 1>(a, kp, device, stream);
-    case 2: return launch_mt<KIND, XT, 2>(a, kp, device, stream);
-    case 4: return launch_mt<KIND, XT, 4>(a, kp, device, stream);
-    default: return launch_mt<KIND, XT, 8>(a, kp, device, stream);
+    case 1: return launch_mt<KIND, XT, 1, false>(a, kp, device, stream);
+    case 2: return launch_mt<KIND, XT, 2, false>(a, kp, device, stream);
+    case 4: return launch_mt<KIND, XT, 4, false>(a, kp, device, stream);
+    default: return launch_mt<KIND, XT, 8, false>(a, kp, device, stream);
   }
 }
 
@@ -328,6 +507,11 @@ cudaError_t launch_float_x(const GemvArgs& a, int device, cudaStream_t stream) {
 }  // namespace
 }  // namespace detail
 
+int64_t gemv_workspace_bytes(Kind kind, DType x_type, int64_t M, int64_t K) {
+  const bool is_float = x_type == DType::F32 || x_type == DType::F16 || x_type == DType::BF16;
+  return is_float ? M * detail::staged_bytes(kind, K) + 8 * M : 0;
+}
+
 bool gemv_supported(Kind kind, int64_t K, int device) {
   return detail::staged_bytes(kind, K) + detail::kStaticSmemMargin <= detail::device_info(device).smem_optin;
 }
@@ -336,6 +520,7 @@ cudaError_t launch_gemv(const GemvArgs& a, int device, cudaStream_t stream) {
   using namespace detail;
   if (a.M <= 0 || a.N <= 0) return cudaSuccess;
   if ((reinterpret_cast<uintptr_t>(a.w) & 15) != 0) return cudaErrorMisalignedAddress;
+  if ((reinterpret_cast<uintptr_t>(a.workspace) & 15) != 0) return cudaErrorMisalignedAddress;
   switch (a.kind) {
     case Kind::Ternary:
       return a.x_type == DType::I8 ? launch_x<Kind::Ternary, int8_t>(a, device, stream)
