@@ -51,13 +51,13 @@ def main():
             print(f"--- ternary {n}x{k}, M={m}, BITOPS_CUDA_GEMV_FUSED={fused}: us per call, launches per call, kernel")
             for t, c, name in kernel_times(lambda: bitops.ternary_linear(x, packed, gamma)):
                 print(f"  {t:9.2f}  {c:3d}  {name}")
-    os.environ["BITOPS_CUDA_GEMV_FUSED"] = "0"
+    os.environ.pop("BITOPS_CUDA_GEMV_FUSED", None)
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
     bw = cm.hbm_bandwidth()
-    for fused in (False, True):
+    for gemv in ("prequant", "fused"):
         for nn, kk in cm.M1_SHAPES:
-            r = cm.bench_case(nn, kk, 1, "ternary", 8, l2=l2, bw=bw, modes=("graph",), fused=fused)
-            print(f"graph M=1 {nn}x{kk} fused={fused}: packed {r['packed_us_graph']:.2f} us, "
+            r = cm.bench_case(nn, kk, 1, "ternary", 8, l2=l2, bw=bw, modes=("graph",), gemv=gemv)
+            print(f"graph M=1 {nn}x{kk} {gemv}: packed {r['packed_us_graph']:.2f} us, "
                   f"bf16 {r['bf16_us_graph']:.2f} us, {r['speedup_graph']:.2f}x, {r['pct_hbm_graph']:.0f}% HBM")
 
 

@@ -83,9 +83,9 @@ def timed(fns, min_calls, reps, graph=True):
 class Env:
     """Forces bitops' choice between the fused small-M kernel and the tensor-core path."""
 
-    def __init__(self, max_m, fused=False):
+    def __init__(self, max_m, gemv=None):
         self.vals = {"BITOPS_CUDA_GEMV_MAX_M": None if max_m is None else str(max_m),
-                     "BITOPS_CUDA_GEMV_FUSED": "1" if fused else None}
+                     "BITOPS_CUDA_GEMV_FUSED": {None: None, "fused": "1", "prequant": "0"}[gemv]}
 
     def __enter__(self):
         self.old = {k: os.environ.get(k) for k in self.vals}
@@ -106,7 +106,7 @@ def copies_for(nbytes, l2, hot):
 
 
 def bench_case(n, k, m, weight, act_bits, l2, bw, hot=False, path=None, min_calls=200, reps=15, modes=("graph", "eager"),
-               fused=False):
+               gemv=None):
     gen = torch.Generator(device="cuda").manual_seed(n * 31 + k)
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     bf16_bytes = n * k * 2
@@ -124,13 +124,13 @@ def bench_case(n, k, m, weight, act_bits, l2, bw, hot=False, path=None, min_call
     # distinct matrices (random contents, never zeros) for the cold rotation
     ws = [wf] + [torch.randn_like(wf) for _ in range(copies_for(bf16_bytes, l2, hot) - 1)]
     ps = [packed] + [packed[torch.randperm(n, device="cuda")].contiguous() for _ in range(copies_for(packed_bytes, l2, hot) - 1)]
-    row = dict(weight=weight, act_bits=act_bits, n=n, k=k, m=m, cold=not hot, path=(path or "auto") if not fused else f"{path or 'auto'} fused",
+    row = dict(weight=weight, act_bits=act_bits, n=n, k=k, m=m, cold=not hot, path=("auto" if path is None else path) if not gemv else f"{'auto' if path is None else path} {gemv}",
                packed_bytes=packed_bytes, bf16_bytes=bf16_bytes, bf16_copies=len(ws), packed_copies=len(ps))
     calls = min_calls if m <= 64 else 20
     for mode in modes:
         g = mode == "graph"
         t_bf16 = timed([lambda w=w: F.linear(x, w) for w in ws], calls, reps, graph=g)
-        with Env(path, fused):
+        with Env(path, gemv):
             t_pk = timed([lambda p=p: op(x, p, scale, act_bits=act_bits) for p in ps], calls, reps, graph=g)
         row[f"bf16_us_{mode}"] = t_bf16
         row[f"packed_us_{mode}"] = t_pk
@@ -165,7 +165,7 @@ def markdown(meta, rows):
         f"CUDA output == CPU output (bit-exact, 1x2560 @ 6912x2560): {meta['exact_vs_cpu']}.",
         "",
         "Shapes are N x K (out x in). Cold = rotating through distinct matrices >= 4x L2 in total. "
-        "graph = CUDA-graph replay (GPU time), eager = Python calls. path \"fused\": BITOPS_CUDA_GEMV_FUSED=1 (the single fused kernel that quantises the activations in every block). Times are medians in microseconds; "
+        "graph = CUDA-graph replay (GPU time), eager = Python calls. path \"fused\" / \"prequant\": BITOPS_CUDA_GEMV_FUSED=1 / 0 forces the GEMV kernel that quantises the activations in every block / the small quantising kernel + GEMV (auto: fused for M <= 2). Times are medians in microseconds; "
         "%HBM = packed bytes / time / measured bandwidth; floor = packed bytes / measured bandwidth.",
         "",
         "| weight | act | N x K | M | path | cold | bf16 us (graph) | packed us (graph) | speedup (graph) | packed %HBM (graph) | floor us | bf16 us (eager) | packed us (eager) | speedup (eager) |",
@@ -220,9 +220,9 @@ def main():
     meta["targets"] = targets
     if not args.quick:
         add(n=4096, k=4096, m=1, weight="ternary", act_bits=8, hot=True)
-        # the previous single fused kernel (quantisation inside every block), for comparison
-        add(n=4096, k=4096, m=1, weight="ternary", act_bits=8, fused=True)
-        add(n=4096, k=4096, m=8, weight="ternary", act_bits=8, fused=True, modes=("graph",))
+        # the two GEMV variants for float activations forced, for comparison with "auto"
+        add(n=4096, k=4096, m=1, weight="ternary", act_bits=8, gemv="prequant", modes=("graph",))
+        add(n=4096, k=4096, m=8, weight="ternary", act_bits=8, gemv="fused", modes=("graph",))
         # where the fused kernel stops paying: both paths over M
         for m in (2, 4, 8, 16, 32, 64):
             add(n=4096, k=4096, m=m, weight="ternary", act_bits=8, path=4096, modes=("graph",))

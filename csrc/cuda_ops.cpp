@@ -1,9 +1,9 @@
 // CUDA implementations of the bitops ops: argument checks (checks.h), device
 // guard, allocation on the current stream, and the choice between
 //   - the small-M GEMV (kernels/cuda/gemv.cu): quantise/binarise the
-//     activations once into a workspace (a small kernel), then multiply with
-//     the packed weights (the GEMV, overlapped with it by PDL on sm_90+);
-//     BITOPS_CUDA_GEMV_FUSED=1: both in one fused launch; and
+//     activations and multiply with the packed weights, in one fused launch
+//     (M <= 2) or with the activations quantised once into a workspace by a
+//     small kernel ahead of the GEMV (M > 2; PDL on sm_90+); and
 //   - the tensor-core path for larger M: quantise the activations to a padded
 //     int8 matrix, decode the weights to int8, torch._int_mm (cuBLASLt int8),
 //     then the float epilogue kernel.
@@ -56,12 +56,16 @@ int64_t gemv_max_m() {
   return v < 0 ? 0 : (v > 4096 ? 4096 : v);
 }
 
-// BITOPS_CUDA_GEMV_FUSED=1: float activations are quantised inside every block
-// of the one fused GEMV kernel (the previous default) rather than once by a
-// small kernel ahead of it.
-bool gemv_fused() {
+// Float activations on the GEMV path: quantised inside every block of the one
+// fused kernel, or once by a small kernel ahead of the GEMV (a workspace; PDL).
+// Measured on H100 (benchmarks/results/cuda_bench.md): fused is faster at
+// M <= 2 (4096x4096, M=1: 5.9 vs 11.7 us), the pre-quantised path from M = 4
+// (M=8: 15.8 vs 26.2 us). BITOPS_CUDA_GEMV_FUSED=1 / =0 forces one of them.
+bool gemv_fused(int64_t m) {
   const char* env = std::getenv("BITOPS_CUDA_GEMV_FUSED");
-  return env && env[0] == '1';
+  if (env && env[0] == '1') return true;
+  if (env && env[0] == '0') return false;
+  return m <= 2;
 }
 
 bool use_gemv(bc::Kind kind, int64_t m, int64_t k, int device) {
@@ -388,9 +392,9 @@ at::Tensor linear_int(const at::Tensor& x, const at::Tensor& packed, const at::T
   if (use_gemv(kind, c.m, c.k, c.device)) {
     auto a = c.gemv(kind);
     // Workspace for quantising the activations once (small kernel + GEMV);
-    // BITOPS_CUDA_GEMV_FUSED=1 keeps the single fused kernel instead.
+    // none: the single fused kernel.
     at::Tensor ws;
-    if (!gemv_fused()) {
+    if (!gemv_fused(c.m)) {
       const int64_t bytes = bc::gemv_workspace_bytes(kind, a.x_type, a.M, a.K);
       if (bytes > 0) {
         ws = at::empty({bytes}, c.x2.options().dtype(at::kByte));

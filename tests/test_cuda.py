@@ -260,8 +260,9 @@ def test_linear_matches_cpu_native_path_at_model_shapes(path):
 @pytest.mark.parametrize("fused", ["0", "1"])
 @pytest.mark.parametrize("m", [1, 2, 3, 8])
 def test_gemv_prequantised_and_fused_kernels_agree(fused, m, monkeypatch):
-    # default: the activations are quantised once (own kernel, then the GEMV with PDL);
-    # BITOPS_CUDA_GEMV_FUSED=1: inside every block of the single fused kernel. Both bit-exact.
+    # BITOPS_CUDA_GEMV_FUSED=0: the activations are quantised once (own kernel, then the GEMV
+    # with PDL); =1: inside every block of the single fused kernel (auto: fused for M <= 2,
+    # so the fuzz tests above reach both). Both bit-exact.
     monkeypatch.setenv("BITOPS_CUDA_GEMV_FUSED", fused)
     k, n = 1000, 777
     x = make_x(m, k, 11, torch.bfloat16, "wide", bad_rows=True)

@@ -10,14 +10,19 @@
 // multiplies with __dp4a (or XOR + __popc), and the warp reduces with shuffles
 // and applies the epilogue of epilogue.h.
 //
-// Float activations with a workspace (GemvArgs::workspace, the default from
-// the glue): the rows are quantised ONCE by prep_kernel (one block per row,
+// Float activations with a workspace (GemvArgs::workspace; the glue passes
+// one for M > 2, where it measured faster): the rows are quantised ONCE by prep_kernel (one block per row,
 // the same staging code, so the values are identical) into global int8 + s +
 // row sum, and the GEMV blocks only copy those few KB into shared memory,
 // instead of each block re-reading the float row and running block-wide
 // reductions before its first dot product. On sm_90 the GEMV is launched with
 // Programmatic Dependent Launch: its blocks start while prep_kernel runs,
 // issue their first weight loads, and only then wait for the activations.
+// Measured on H100: this path is SLOWER at M=1 (4096x4096: prep 2.6 us + GEMV
+// 9.1 us, vs 5.5 us fused; also with PDL off), although the GEMV no longer
+// quantises. Not yet explained; the MT=1 instantiation differs from the fused
+// one in its occupancy (launch bounds 4 blocks/SM, 64 registers, a grid of all
+// resident blocks) -- a suspect, since MT >= 2 (2 blocks/SM) is not slower.
 #include <algorithm>
 #include <cstdlib>
 #include <type_traits>
