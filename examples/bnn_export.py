@@ -1,0 +1,132 @@
+"""Export a trained BinaryMLP to an integer-only model on packed bits, bit-exactly.
+
+Per hidden layer, ``sign(BN(a))`` of the integer pre-activation ``a`` becomes one integer
+comparison. bn_eval is monotone in ``a`` (each of its float32 ops is correctly rounded, so it
+keeps order), increasing where the BN scale is positive and decreasing where it is negative.
+So for each channel there is an integer ``t`` with
+
+    sign(BN(a)) = +1  <=>  a >= t     (scale >= 0)
+    sign(BN(a)) = +1  <=>  -a >= t    (scale < 0: flip the channel's weight row instead)
+
+including ties (BN(a) == 0 gives +1, the sign convention the model trained with). ``t`` is found
+by bisection on the very float function the trained model evaluates, never from the algebraic
+formula ``mean - beta * std / gamma``, whose rounding can put it one integer off.
+
+The first layer multiplies +-1 weights by uint8 pixels with the XNOR-popcount kernel, one bit
+plane at a time: with pixel bit ``p_b`` in {0, 1} and its sign ``s_b = 2 p_b - 1``,
+
+    sum_k w_k x_k = sum_b 2^b sum_k w_k p_b,k = sum_b 2^b (rowsum(w) + sum_k w_k s_b,k) / 2,
+
+exact in int32, with the weights stored at one bit (the int8 kernels would need the ternary
+2-bit layout, and uint8 pixels do not fit int8 without a shift).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+import bitops
+from bnn_model import BinaryMLP, bn_eval
+
+
+def fold_thresholds(bn: nn.BatchNorm1d, bound: int):
+    """Integer thresholds for ``sign(bn_eval(a))`` over integers ``|a| <= bound``.
+
+    Returns ``(t int32 [N], flip bool [N])``: the sign is +1 exactly where
+    ``(-a if flip else a) >= t``. ``t = bound + 1`` means never, ``t = -bound`` always.
+    """
+    n = bn.num_features
+    flip = (bn.weight.detach() < 0)
+    direction = torch.where(flip, -1.0, 1.0)
+    lo = torch.full((n,), -bound, dtype=torch.int64)
+    hi = torch.full((n,), bound + 1, dtype=torch.int64)
+    with torch.no_grad():
+        while bool((lo < hi).any()):
+            mid = torch.div(lo + hi, 2, rounding_mode="floor")  # < hi, so never bound + 1
+            positive = bn_eval((mid.float() * direction)[None], bn)[0] >= 0
+            active = lo < hi
+            hi = torch.where(active & positive, mid, hi)
+            lo = torch.where(active & ~positive, mid + 1, lo)
+    return lo.to(torch.int32), flip
+
+
+def _signs(weight: torch.Tensor) -> torch.Tensor:
+    return torch.where(weight.detach() >= 0, 1, -1).to(torch.int8)
+
+
+def _pack_signs(signs: torch.Tensor) -> torch.Tensor:
+    """int8 +-1 rows -> packed bits, for weights and activations alike."""
+    return bitops.pack_binary(signs.contiguous())
+
+
+class PackedBinaryMLP(nn.Module):
+    """The integer-only deployment of a :class:`BinaryMLP`: packed bits, int32 sums, thresholds.
+
+    Input: uint8 pixels ``[M, K]`` below ``2**input_bits``. Hidden layers compare int32
+    popcount sums with integer thresholds; the last layer's popcount sums go through the
+    trained BatchNorm (10 affine maps in float32) to give the logits, as the model was trained.
+    """
+
+    def __init__(self, model: BinaryMLP, input_bits: int):
+        super().__init__()
+        model = model.eval()
+        self.sizes = list(model.sizes)
+        self.input_bits = input_bits
+        self.n_hidden = len(model.linears) - 1
+        bound = (2**input_bits - 1) * self.sizes[0]  # largest |a| of the first layer
+        for i in range(self.n_hidden):
+            t, flip = fold_thresholds(model.norms[i], bound)
+            signs = _signs(model.linears[i].weight)
+            signs[flip] = -signs[flip]  # now every channel fires on a >= t
+            self.register_buffer(f"w{i}", _pack_signs(signs))
+            self.register_buffer(f"t{i}", t)
+            if i == 0:
+                self.register_buffer("rowsum0", signs.sum(1, dtype=torch.int32))
+            bound = self.sizes[i + 1]  # later layers sum +-1 products
+        self.register_buffer("w_head", _pack_signs(_signs(model.linears[-1].weight)))
+        self.head_norm = copy.deepcopy(model.norms[-1]).eval()
+        self.register_buffer("plane_shifts", torch.arange(input_bits, dtype=torch.uint8))
+
+    def first_layer(self, x: torch.Tensor) -> torch.Tensor:
+        """int32 ``x @ W0'.T`` for uint8 x, by XNOR-popcount over the pixel bit planes."""
+        if x.dtype != torch.uint8:
+            raise TypeError(f"pixels must be uint8, got {x.dtype}")
+        if bool((x >> self.input_bits).any()):
+            raise ValueError(f"pixels must be below 2**{self.input_bits}")
+        m, k = x.shape
+        bits = (x[None] >> self.plane_shifts[:, None, None]) & 1  # [B, M, K]
+        planes = _pack_signs((bits.to(torch.int8) * 2 - 1).reshape(-1, k))
+        d = bitops.binary_matmul_int(planes, self.w0, k).reshape(self.input_bits, m, -1)
+        # sum_b 2^b (rowsum + d_b) / 2 = ((2^B - 1) rowsum + sum_b 2^b d_b) / 2, an even sum
+        acc = d[0].clone()
+        for b in range(1, self.input_bits):
+            acc.add_(d[b], alpha=1 << b)
+        acc.add_(self.rowsum0, alpha=(1 << self.input_bits) - 1)
+        return acc >> 1
+
+    def forward(self, x: torch.Tensor, return_hidden: bool = False):
+        """Logits ``[M, C]``; with ``return_hidden``, also each hidden layer's +-1 signs."""
+        a = self.first_layer(x)
+        hidden = []
+        for i in range(self.n_hidden):
+            signs = torch.where(a >= getattr(self, f"t{i}"), 1, -1).to(torch.int8)
+            hidden.append(signs)
+            bits = _pack_signs(signs)
+            w = self.w_head if i == self.n_hidden - 1 else getattr(self, f"w{i + 1}")
+            a = bitops.binary_matmul_int(bits, w, self.sizes[i + 1])
+        logits = bn_eval(a.float(), self.head_norm)
+        return (logits, hidden) if return_hidden else logits
+
+    def nbytes(self) -> int:
+        """Bytes of everything inference reads: packed weights, thresholds, row sums, head BN."""
+        tensors = [b for name, b in self.named_buffers() if name != "plane_shifts" and "head_norm" not in name]
+        norm = self.head_norm
+        tensors += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def weight_nbytes(self) -> int:
+        """Bytes of the packed binary weights alone."""
+        return sum(b.numel() for name, b in self.named_buffers() if name.startswith("w"))
