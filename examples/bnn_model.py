@@ -84,3 +84,45 @@ class FloatMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float() * self.input_scale)
+
+
+class SeedNet(nn.Module):
+    """Seed 001's network, as it trained: float weights with biases, sign activations
+    (``torch.sign``, full-gradient STE), an unbinarized 10-way output layer without bias."""
+
+    def __init__(self, sizes: list[int]):
+        super().__init__()
+        k, h1, h2, c = sizes
+        self.fc1, self.fc2, self.fc3 = nn.Linear(k, h1), nn.Linear(h1, h2), nn.Linear(h2, c, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sign = lambda t: t + (t.sign() - t).detach()  # noqa: E731
+        h = sign(self.fc1(x.float()))
+        return self.fc3(sign(self.fc2(h)))
+
+
+@torch.no_grad()
+def seed_integer_logits(model: SeedNet, x: torch.Tensor, biases=False, activations=False) -> torch.Tensor:
+    """Seed 001's "integer-only 1-bit model": the sign of every trained weight, with its biases
+    and sign activations dropped (the defaults); the flags put either back, to measure each loss.
+    float64 keeps every sum exact (the activation-free product grows past 2^24)."""
+    h = x.double()
+    fcs = (model.fc1, model.fc2, model.fc3)
+    for i, fc in enumerate(fcs):
+        h = h @ fc.weight.sign().double().T
+        if biases and fc.bias is not None:
+            h = h + fc.bias.double()
+        if activations and i < len(fcs) - 1:
+            h = h.sign()
+    return h
+
+
+@torch.no_grad()
+def norms_dropped_logits(model: BinaryMLP, x: torch.Tensor) -> torch.Tensor:
+    """The seed's export mistake applied to a BinaryMLP: the BatchNorms (its thresholds and
+    scales) dropped, so every sign is taken at 0 and the head's raw sums are the logits."""
+    h = x.float()
+    for i in range(len(model.linears)):
+        a = model.preactivation(i, h)
+        h = torch.where(a >= 0, 1.0, -1.0)
+    return a
