@@ -17,8 +17,11 @@ plane at a time: with pixel bit ``p_b`` in {0, 1} and its sign ``s_b = 2 p_b - 1
 
     sum_k w_k x_k = sum_b 2^b sum_k w_k p_b,k = sum_b 2^b (rowsum(w) + sum_k w_k s_b,k) / 2,
 
-exact in int32, with the weights stored at one bit (the int8 kernels would need the ternary
-2-bit layout, and uint8 pixels do not fit int8 without a shift).
+exact in int32, with the weights stored at one bit. The alternative, ``first_layer="int8"``,
+runs bitops' int8 kernel (``ternary_matmul_int``) on the +-1 weights in the 2-bit ternary layout;
+8-bit pixels do not fit int8, so they are shifted by -128 and the sum corrected by
+``128 * rowsum(w)``. It stores the layer at 2 bits a weight (MNIST's 784x1024 layer alone would
+then be only 14x smaller than float32), so bit planes are the default.
 """
 
 from __future__ import annotations
@@ -70,32 +73,52 @@ class PackedBinaryMLP(nn.Module):
     trained BatchNorm (10 affine maps in float32) to give the logits, as the model was trained.
     """
 
-    def __init__(self, model: BinaryMLP, input_bits: int):
+    def __init__(self, model: BinaryMLP, input_bits: int, first_layer: str = "bitplanes"):
         super().__init__()
-        model = model.eval()
+        if first_layer not in ("bitplanes", "int8"):
+            raise ValueError(f"first_layer must be 'bitplanes' or 'int8', got {first_layer!r}")
+        if not 1 <= input_bits <= 8:
+            raise ValueError(f"input_bits must be in 1..8 (uint8 pixels), got {input_bits}")
+        self.first_layer_kind = first_layer
         self.sizes = list(model.sizes)
         self.input_bits = input_bits
         self.n_hidden = len(model.linears) - 1
+        if self.n_hidden < 1:
+            raise ValueError("PackedBinaryMLP needs at least one hidden layer")
         bound = (2**input_bits - 1) * self.sizes[0]  # largest |a| of the first layer
         for i in range(self.n_hidden):
             t, flip = fold_thresholds(model.norms[i], bound)
             signs = _signs(model.linears[i].weight)
             signs[flip] = -signs[flip]  # now every channel fires on a >= t
-            self.register_buffer(f"w{i}", _pack_signs(signs))
+            packed = bitops.pack_ternary(signs) if i == 0 and first_layer == "int8" else _pack_signs(signs)
+            self.register_buffer(f"w{i}", packed)
             self.register_buffer(f"t{i}", t)
             if i == 0:
                 self.register_buffer("rowsum0", signs.sum(1, dtype=torch.int32))
             bound = self.sizes[i + 1]  # later layers sum +-1 products
         self.register_buffer("w_head", _pack_signs(_signs(model.linears[-1].weight)))
-        self.head_norm = copy.deepcopy(model.norms[-1]).eval()
+        self.head_norm = copy.deepcopy(model.norms[-1]).eval().requires_grad_(False)
         self.register_buffer("plane_shifts", torch.arange(input_bits, dtype=torch.uint8))
 
     def first_layer(self, x: torch.Tensor) -> torch.Tensor:
-        """int32 ``x @ W0'.T`` for uint8 x, by XNOR-popcount over the pixel bit planes."""
+        """int32 ``x @ W0'.T`` for uint8 pixels ``x``."""
         if x.dtype != torch.uint8:
             raise TypeError(f"pixels must be uint8, got {x.dtype}")
         if bool((x >> self.input_bits).any()):
             raise ValueError(f"pixels must be below 2**{self.input_bits}")
+        if self.first_layer_kind == "int8":
+            return self._first_layer_int8(x)
+        return self._first_layer_bitplanes(x)
+
+    def _first_layer_int8(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[1]
+        if self.input_bits < 8:  # 0..127 fits int8 as is
+            return bitops.ternary_matmul_int(x.to(torch.int8), self.w0, k)
+        shifted = (x.to(torch.int16) - 128).to(torch.int8)  # sum w (x - 128) + 128 sum w
+        return bitops.ternary_matmul_int(shifted, self.w0, k) + 128 * self.rowsum0
+
+    def _first_layer_bitplanes(self, x: torch.Tensor) -> torch.Tensor:
+        """XNOR-popcount over the pixel bit planes (module docstring)."""
         m, k = x.shape
         bits = (x[None] >> self.plane_shifts[:, None, None]) & 1  # [B, M, K]
         planes = _pack_signs((bits.to(torch.int8) * 2 - 1).reshape(-1, k))

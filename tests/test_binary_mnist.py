@@ -79,6 +79,15 @@ def test_packed_predictions_identical_to_bnn_on_every_test_example(trained):
     assert (logits_bnn.argmax(1) == y).float().mean() > 0.85
 
 
+def test_int8_first_layer_variant_identical_too(trained):
+    data, model, packed = trained
+    x = torch.from_numpy(data.x_test)
+    variant = PackedBinaryMLP(model, data.input_bits, first_layer="int8")
+    assert torch.equal(variant.first_layer(x), packed.first_layer(x))
+    with torch.no_grad():
+        assert torch.equal(variant(x), model(x))
+
+
 def test_batch_size_does_not_change_packed_predictions(trained):
     data, _, packed = trained
     x = torch.from_numpy(data.x_test)
@@ -124,11 +133,12 @@ def test_cli_writes_results(tmp_path):
 # --------------------------------------------------------------------------- exactness with 8-bit pixels
 
 
-def test_first_layer_exact_for_uint8_pixels_and_negative_scales():
+@pytest.mark.parametrize("first_layer", ["bitplanes", "int8"])
+def test_first_layer_exact_for_uint8_pixels_and_negative_scales(first_layer):
     gen = torch.Generator().manual_seed(1)
     model = BinaryMLP([300, 64, 48, 10]).eval()
     randomize_norms(model, [255 * 300**0.5 * 0.5, 48**0.5, 48**0.5], gen)
-    packed = PackedBinaryMLP(model, input_bits=8)
+    packed = PackedBinaryMLP(model, input_bits=8, first_layer=first_layer)
     x = torch.randint(0, 256, (97, 300), dtype=torch.uint8, generator=gen)
     x[0], x[1] = 255, 0  # the extremes of every bit plane
     signs = torch.where(model.linears[0].weight >= 0, 1, -1).to(torch.int64)
