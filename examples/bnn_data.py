@@ -71,7 +71,7 @@ def read_idx(path: str, ndim: int) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64))
     if len(data) - start != size:
         raise IdxError(f"{path}: header says shape {shape} ({size} bytes) but the file holds {len(data) - start}")
-    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape).copy()  # writable
 
 
 def _mnist_pair(directory: str, images: str, labels: str):

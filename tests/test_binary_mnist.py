@@ -130,6 +130,17 @@ def test_cli_writes_results(tmp_path):
     assert "| test accuracy, packed integer-only model |" in (tmp_path / "binary_mnist.md").read_text()
 
 
+def test_cli_on_mnist_idx_files(tmp_path):
+    """The --mnist path end to end (784 inputs, 8 bit planes) on small synthetic IDX files."""
+    write_mnist(str(tmp_path), n_train=96, n_test=40)
+    out = tmp_path / "out"
+    argv = ["--mnist", str(tmp_path), "--epochs", "1", "--hidden", "64", "32", "--no-progress", "--out-dir", str(out)]
+    assert binary_mnist.main(argv) == 0
+    r = json.loads((out / "binary_mnist.json").read_text())
+    assert r["data"] == "mnist" and r["sizes"] == [784, 64, 32, 10] and r["n_test"] == 40
+    assert r["packed_equals_bnn"] and r["packed_int8_first_layer_equals_bnn"]
+
+
 # --------------------------------------------------------------------------- exactness with 8-bit pixels
 
 
