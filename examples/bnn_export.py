@@ -61,8 +61,28 @@ def _signs(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _pack_signs(signs: torch.Tensor) -> torch.Tensor:
-    """int8 +-1 rows -> packed bits, for weights and activations alike."""
+    """int8 +-1 weight rows -> packed bits."""
     return bitops.pack_binary(signs.contiguous())
+
+
+def _pack_nonnegative(v: torch.Tensor) -> torch.Tensor:
+    """Packed bits of ``v >= 0`` for an integer-valued tensor (int32 sums, |v| < 2^24).
+
+    The activation sign packer takes floats; converting these integers is exact and only the
+    sign is read, so this is the integer test ``v >= 0``, in one pass instead of the three of
+    compare, cast and pack_binary.
+    """
+    return bitops.binarize_activations(v.float())[0]
+
+
+def _pick_first_layer(first_layer: str, k: int) -> str:
+    """"auto": the int8 kernel where its 2-bit rows are no larger than 1-bit rows (small K,
+    both padded to 32 bytes), else bit planes (smaller at MNIST's K = 784)."""
+    if first_layer == "auto":
+        return "int8" if bitops.ternary_row_bytes(k) <= bitops.binary_row_bytes(k) else "bitplanes"
+    if first_layer not in ("bitplanes", "int8"):
+        raise ValueError(f"first_layer must be 'auto', 'bitplanes' or 'int8', got {first_layer!r}")
+    return first_layer
 
 
 class PackedBinaryMLP(nn.Module):
@@ -73,13 +93,11 @@ class PackedBinaryMLP(nn.Module):
     trained BatchNorm (10 affine maps in float32) to give the logits, as the model was trained.
     """
 
-    def __init__(self, model: BinaryMLP, input_bits: int, first_layer: str = "bitplanes"):
+    def __init__(self, model: BinaryMLP, input_bits: int, first_layer: str = "auto"):
         super().__init__()
-        if first_layer not in ("bitplanes", "int8"):
-            raise ValueError(f"first_layer must be 'bitplanes' or 'int8', got {first_layer!r}")
         if not 1 <= input_bits <= 8:
             raise ValueError(f"input_bits must be in 1..8 (uint8 pixels), got {input_bits}")
-        self.first_layer_kind = first_layer
+        self.first_layer_kind = first_layer = _pick_first_layer(first_layer, model.sizes[0])
         self.sizes = list(model.sizes)
         self.input_bits = input_bits
         self.n_hidden = len(model.linears) - 1
@@ -121,7 +139,7 @@ class PackedBinaryMLP(nn.Module):
         """XNOR-popcount over the pixel bit planes (module docstring)."""
         m, k = x.shape
         bits = (x[None] >> self.plane_shifts[:, None, None]) & 1  # [B, M, K]
-        planes = _pack_signs((bits.to(torch.int8) * 2 - 1).reshape(-1, k))
+        planes = _pack_nonnegative(bits.reshape(-1, k).to(torch.int8) - 1)  # bit 1 -> +1, 0 -> -1
         d = bitops.binary_matmul_int(planes, self.w0, k).reshape(self.input_bits, m, -1)
         # sum_b 2^b (rowsum + d_b) / 2 = ((2^B - 1) rowsum + sum_b 2^b d_b) / 2, an even sum
         acc = d[0].clone()
@@ -135,9 +153,9 @@ class PackedBinaryMLP(nn.Module):
         a = self.first_layer(x)
         hidden = []
         for i in range(self.n_hidden):
-            signs = torch.where(a >= getattr(self, f"t{i}"), 1, -1).to(torch.int8)
-            hidden.append(signs)
-            bits = _pack_signs(signs)
+            bits = _pack_nonnegative(a - getattr(self, f"t{i}"))  # the bit is a >= t
+            if return_hidden:
+                hidden.append(bitops.unpack_binary(bits, self.sizes[i + 1]))
             w = self.w_head if i == self.n_hidden - 1 else getattr(self, f"w{i + 1}")
             a = bitops.binary_matmul_int(bits, w, self.sizes[i + 1])
         logits = bn_eval(a.float(), self.head_norm)

@@ -79,13 +79,16 @@ def test_packed_predictions_identical_to_bnn_on_every_test_example(trained):
     assert (logits_bnn.argmax(1) == y).float().mean() > 0.85
 
 
-def test_int8_first_layer_variant_identical_too(trained):
+def test_both_first_layer_kinds_identical(trained):
     data, model, packed = trained
+    assert packed.first_layer_kind == "int8"  # auto at K=64: both layouts pad rows to 32 bytes
     x = torch.from_numpy(data.x_test)
-    variant = PackedBinaryMLP(model, data.input_bits, first_layer="int8")
-    assert torch.equal(variant.first_layer(x), packed.first_layer(x))
+    planes = PackedBinaryMLP(model, data.input_bits, first_layer="bitplanes")
+    assert torch.equal(planes.first_layer(x), packed.first_layer(x))
     with torch.no_grad():
-        assert torch.equal(variant(x), model(x))
+        assert torch.equal(planes(x), model(x))
+    with pytest.raises(ValueError, match="first_layer"):
+        PackedBinaryMLP(model, data.input_bits, first_layer="float")
 
 
 def test_batch_size_does_not_change_packed_predictions(trained):
@@ -127,7 +130,7 @@ def test_cli_writes_results(tmp_path):
     assert rc == 0
     r = json.loads((tmp_path / "binary_mnist.json").read_text())
     assert r["packed_equals_bnn"] and r["acc_packed"] == r["acc_bnn"]
-    assert "| test accuracy, packed integer-only model |" in (tmp_path / "binary_mnist.md").read_text()
+    assert "| test accuracy, packed integer-only model (first layer on the int8 kernel" in (tmp_path / "binary_mnist.md").read_text()
 
 
 def test_cli_on_mnist_idx_files(tmp_path):
@@ -138,7 +141,8 @@ def test_cli_on_mnist_idx_files(tmp_path):
     assert binary_mnist.main(argv) == 0
     r = json.loads((out / "binary_mnist.json").read_text())
     assert r["data"] == "mnist" and r["sizes"] == [784, 64, 32, 10] and r["n_test"] == 40
-    assert r["packed_equals_bnn"] and r["packed_int8_first_layer_equals_bnn"]
+    assert r["packed_equals_bnn"] and r["variant_equals_bnn"]
+    assert r["first_layer"] == "bitplanes"  # 784 inputs: 1-bit rows are the smaller
 
 
 # --------------------------------------------------------------------------- exactness with 8-bit pixels
