@@ -12,16 +12,17 @@ including ties (BN(a) == 0 gives +1, the sign convention the model trained with)
 by bisection on the very float function the trained model evaluates, never from the algebraic
 formula ``mean - beta * std / gamma``, whose rounding can put it one integer off.
 
-The first layer multiplies +-1 weights by uint8 pixels with the XNOR-popcount kernel, one bit
-plane at a time: with pixel bit ``p_b`` in {0, 1} and its sign ``s_b = 2 p_b - 1``,
+The first layer multiplies +-1 weights by uint8 pixels exactly, in one of two ways:
 
-    sum_k w_k x_k = sum_b 2^b sum_k w_k p_b,k = sum_b 2^b (rowsum(w) + sum_k w_k s_b,k) / 2,
+- ``"bitplanes"``: the XNOR-popcount kernel, one pixel bit plane at a time, weights at 1 bit.
+  With pixel bit ``p_b`` in {0, 1} and its sign ``s_b = 2 p_b - 1``,
+  ``sum_k w_k x_k = sum_b 2^b sum_k w_k p_b,k = sum_b 2^b (rowsum(w) + sum_k w_k s_b,k) / 2``.
+- ``"int8"``: bitops' int8 kernel (``ternary_matmul_int``) on the +-1 weights in the 2-bit
+  ternary layout; 8-bit pixels do not fit int8, so they are shifted by -128 and the sum
+  corrected by ``128 * rowsum(w)``.
 
-exact in int32, with the weights stored at one bit. The alternative, ``first_layer="int8"``,
-runs bitops' int8 kernel (``ternary_matmul_int``) on the +-1 weights in the 2-bit ternary layout;
-8-bit pixels do not fit int8, so they are shifted by -128 and the sum corrected by
-``128 * rowsum(w)``. It stores the layer at 2 bits a weight (MNIST's 784x1024 layer alone would
-then be only 14x smaller than float32), so bit planes are the default.
+``"auto"`` picks the one whose packed rows are smaller (both pad rows to 32 bytes at K = 64,
+so int8, the faster; at MNIST's K = 784 the 2-bit rows are 224 bytes against 128).
 """
 
 from __future__ import annotations
