@@ -94,6 +94,17 @@ def model_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values() if t.is_floating_point())
 
 
+def seed_export_accuracies(seed_net: SeedNet, x, y) -> dict:
+    """The seed's trained model, then its export undone one step at a time (docs/binary_mnist.md)."""
+    acc = lambda logits: accuracy(logits.argmax(1), y)  # noqa: E731
+    return {
+        "acc_seed_trained": accuracy(predict(seed_net, x), y),
+        "acc_seed_signed_weights": acc(seed_integer_logits(seed_net, x, biases=True, activations=True)),
+        "acc_seed_signed_weights_no_bias": acc(seed_integer_logits(seed_net, x, biases=False, activations=True)),
+        "acc_seed_integer_export": acc(seed_integer_logits(seed_net, x)),
+    }
+
+
 def run(data, *, hidden, epochs, batch_size, lr, float_lr, seed, time_batch, progress=True) -> dict:
     x_tr, y_tr = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_te, y_te = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
@@ -113,12 +124,7 @@ def run(data, *, hidden, epochs, batch_size, lr, float_lr, seed, time_batch, pro
         torch.manual_seed(seed)
         seed_net = SeedNet(sizes)
         train(seed_net, x_tr, y_tr, epochs=epochs, batch_size=batch_size, lr=float_lr, seed=seed, desc="seed", progress=progress)
-        seed_acc = {
-            "acc_seed_trained": accuracy(predict(seed_net, x_te), y_te),
-            "acc_seed_signed_weights": accuracy(seed_integer_logits(seed_net, x_te, True, True).argmax(1), y_te),
-            "acc_seed_signed_weights_no_bias": accuracy(seed_integer_logits(seed_net, x_te, False, True).argmax(1), y_te),
-            "acc_seed_integer_export": accuracy(seed_integer_logits(seed_net, x_te).argmax(1), y_te),
-        }
+        seed_acc = seed_export_accuracies(seed_net, x_te, y_te)
 
     pred_float, pred_bnn, pred_packed = predict(fmodel, x_te), predict(bnn, x_te), predict(packed, x_te)
     pred_variant = predict(variant, x_te)
