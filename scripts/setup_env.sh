@@ -12,7 +12,7 @@ fi
 PIP="$VENV/bin/python -m pip -q --disable-pip-version-check"
 # torch is pinned: an unpinned torch could resolve to a multi-GB CUDA build.
 $VENV/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==${BITOPS_TORCH_VERSION:-2.13.0}"
-$PIP install numpy pytest hypothesis ninja pybind11 tqdm matplotlib setuptools wheel safetensors transformers
+$PIP install numpy pytest hypothesis ninja pybind11 tqdm matplotlib setuptools wheel safetensors transformers scikit-learn
 # Build against the torch just installed (no build isolation: no second torch).
 $PIP install --no-build-isolation --no-deps -e .
 $VENV/bin/python -c "import bitops; print('bitops backend:', bitops.backend())"
