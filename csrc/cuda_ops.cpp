@@ -27,6 +27,7 @@ constexpr int64_t kNoBad = std::numeric_limits<int64_t>::max();
 
 void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.is_cuda(), "bitops: ", name, " must be a CUDA tensor here, got ", t.device());
+  check_storage(t, name);
 }
 
 void check_launch(cudaError_t err, const char* what) {
@@ -258,7 +259,8 @@ at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits
   check_same_device(xbits_in, wbits_in, "xbits", "wbits");
   check_dtype(xbits_in, at::kByte, "xbits");
   const int64_t rb = binary_row_bytes(k);
-  check_last_dim(xbits_in, rb, "xbits (bytes per packed row)");
+  TORCH_CHECK_VALUE(xbits_in.dim() >= 1 && xbits_in.size(-1) == rb, "bitops: xbits must have rows of ", rb,
+                    " bytes for k=", k, ", got shape ", xbits_in.sizes());
   check_packed(wbits_in, k, rb, "wbits");
   c10::cuda::CUDAGuard guard(xbits_in.device());
   auto xbits = xbits_in.reshape({-1, rb}).contiguous();
