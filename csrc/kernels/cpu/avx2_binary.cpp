@@ -52,7 +52,7 @@ struct BinaryDecoder {
     return _mm256_permutevar8x32_ps(sign_table, _mm256_srlv_epi32(byte, lane_shift));
   }
   // Every bit pattern is valid: nothing to report.
-  static __m256i bad_codes(__m256i, __m256i) { return _mm256_setzero_si256(); }
+  static __m256i bad_codes(__m256i) { return _mm256_setzero_si256(); }
   static __m256i check_mask(int64_t) { return _mm256_setzero_si256(); }
 };
 

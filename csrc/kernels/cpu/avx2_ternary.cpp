@@ -43,12 +43,9 @@ struct TernaryDecoder {
     return _mm256_permutevar8x32_ps(table, idx);
   }
 
-  // Nonzero where a code 3 sits at a position kept by `keep` (bit 6-2q of byte j
-  // keeps weight j + 32 q). The shift crosses bytes, but only into bit 7, which
-  // no mask keeps.
-  static __m256i bad_codes(__m256i v, __m256i keep) {
-    return _mm256_and_si256(_mm256_and_si256(v, _mm256_srli_epi16(v, 1)), keep);
-  }
+  // Bit 6-2q of byte j is set where weight j + 32 q has code 3 (bits 7, 5, 3, 1
+  // are noise: the shift crosses bytes); check_mask keeps the meaningful bits.
+  static __m256i bad_codes(__m256i v) { return _mm256_and_si256(v, _mm256_srli_epi16(v, 1)); }
   // `keep` for a block whose first `valid` weights are real (the rest padding).
   static __m256i check_mask(int64_t valid) {
     alignas(32) uint8_t m[32];
