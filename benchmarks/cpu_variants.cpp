@@ -43,6 +43,7 @@ void sign_gemv(const int8_t* xq, const int8_t* xabs, const uint8_t* w, int64_t k
       const uint8_t* row = w + n * rb;
       __m256i acc = _mm256_setzero_si256();
       for (int64_t b = 0; b < blocks; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + 32 * b + 2048), _MM_HINT_T0);  // all variants prefetch
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * b));
         __m256i part = _mm256_setzero_si256();
         for (int q = 0; q < 4; ++q) {
@@ -88,6 +89,7 @@ void lut_gemv(const int8_t* tlo, const int8_t* thi, const uint8_t* w, int64_t k,
       __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
       const int64_t p1 = std::min(pairs, p0 + 128);
       for (int64_t p = p0; p < p1; p += 2) {
+        _mm_prefetch(reinterpret_cast<const char*>(wg + 16 * p + 2048), _MM_HINT_T0);
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + 16 * p));
         const __m256i i0 = _mm256_and_si256(v, low4), i1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
         const __m256i l0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tlo + 16 * p)));

@@ -73,7 +73,7 @@ constexpr int64_t kByteSumChunks = 31;  // per-byte counts stay <= 31 * 8 < 256
 // differ[i][j] += popcount((x[i] ^ w[j]) & keep) over `chunks` chunks of 256 bits.
 template <int MR, int NR, bool kMasked>
 inline void xor_popcount(const uint8_t* const* x, const uint8_t* const* w, int64_t chunks, __m256i keep,
-                         __m256i (&differ)[MR][NR]) {
+                         __m256i (&differ)[MR][NR], const Prefetch& pf) {
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t c0 = 0; c0 < chunks; c0 += kByteSumChunks) {
     const int64_t c1 = c0 + kByteSumChunks < chunks ? c0 + kByteSumChunks : chunks;
@@ -81,6 +81,7 @@ inline void xor_popcount(const uint8_t* const* x, const uint8_t* const* w, int64
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) counts[i][j] = zero;
     for (int64_t c = c0; c < c1; ++c) {
+      if (pf.p) prefetch_span(pf.p + c * pf.step, pf.step);
       __m256i wv[NR];
       for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + c * kChunk));
       for (int i = 0; i < MR; ++i) {
@@ -114,7 +115,8 @@ inline __m256i first_bits_mask(int64_t bits) {
 }
 
 template <int MR, int NR>
-void bits_tile(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int64_t n, const Epilogue& e) {
+void bits_tile(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int64_t n, int64_t n_end,
+               const Epilogue& e) {
   const int64_t rb = binary_row_bytes(k), full = k / 256, rem = k % 256;
   const uint8_t* xr[MR];
   const uint8_t* wr[NR];
@@ -131,8 +133,8 @@ void bits_tile(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int
   __m256i differ[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) differ[i][j] = _mm256_setzero_si256();
-  xor_popcount<MR, NR, false>(xr, wr, full, differ[0][0], differ);
-  if (rem) xor_popcount<MR, NR, true>(xt, wt, 1, first_bits_mask(rem), differ);
+  xor_popcount<MR, NR, false>(xr, wr, full, differ[0][0], differ, Prefetch(MR, NR, w, rb, n, n_end, full));
+  if (rem) xor_popcount<MR, NR, true>(xt, wt, 1, first_bits_mask(rem), differ, Prefetch(MR, NR, w, rb, n, 0, 0));
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) store_int(e, m + i, n + j, static_cast<int32_t>(k - 2 * hsum_epi64(differ[i][j])));
 }
@@ -141,8 +143,8 @@ template <int MR, int NR>
 void bits_rows(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
                const Epilogue& e) {
   int64_t n = n0;
-  for (; n + NR <= n1; n += NR) bits_tile<MR, NR>(xbits, w, k, m, n, e);
-  for (; n < n1; ++n) bits_tile<MR, 1>(xbits, w, k, m, n, e);
+  for (; n + NR <= n1; n += NR) bits_tile<MR, NR>(xbits, w, k, m, n, n1, e);
+  for (; n < n1; ++n) bits_tile<MR, 1>(xbits, w, k, m, n, n1, e);
 }
 
 }  // namespace
