@@ -365,7 +365,7 @@ def plots(res: dict, out_dir: Path) -> list:
         return []
     rows = res["rows"]
     threads = max(r["threads"] for r in rows)
-    temp = "cold"
+    temp = "cold" if any(r["weights"] == "cold" for r in rows) else "hot"
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     methods = [m for m in METHODS if m != "fp32" and any(r["method"] == m for r in rows)]
     files = []
@@ -396,7 +396,8 @@ def plots(res: dict, out_dir: Path) -> list:
         names = [r["method"] for r in sel]
         pos = range(len(sel))
         ax.bar([p - 0.2 for p in pos], [r["median_s"] * 1e6 for r in sel], 0.4, label="measured")
-        ax.bar([p + 0.2 for p in pos], [(r["floor_s"] or 0) * 1e6 for r in sel], 0.4, label="floor (bytes / read BW)")
+        ax.bar([p + 0.2 for p in pos], [(r["floor_s"] or float("nan")) * 1e6 for r in sel], 0.4,
+               label="floor (cold: bytes / read BW)")
         ax.set_xticks(list(pos))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_yscale("log")
