@@ -35,7 +35,7 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 # block, the 256-bit binary unit, the 8-block int16 flush (1024) -- plus anything up to 1100.
 EDGE_K = [1, 2, 3, 7, 31, 32, 33, 127, 128, 129, 255, 256, 257, 383, 1023, 1024, 1025]
 ks = st.one_of(st.sampled_from(EDGE_K), st.integers(1, 1100))
-ms = st.sampled_from([0, 1, 1, 2, 3, 4, 5, 7, 9])
+ms = st.sampled_from([0, 1, 1, 2, 3, 4, 5, 7, 8, 9, 13])  # 4-row micro-tiles; >= 8 rows: decoded panels
 ns = st.sampled_from([1, 1, 2, 3, 4, 5, 8, 13])
 
 
@@ -191,30 +191,37 @@ def test_ternary_linear_float(m, n, k, seed):
 
 @pytest.mark.parametrize("op", ["matmul_int", "linear_int8", "linear_float"])
 @pytest.mark.parametrize("k", [1, 100, 128, 300])
-def test_ternary_corrupt_code_raises(op, k):
+@pytest.mark.parametrize("m", [1, 6, 9])  # one row (GEMV), few rows, many rows (decoded panels)
+def test_ternary_corrupt_code_raises(op, k, m):
     g = rng_for(k)
     n = 5
     packed = ref.pack_ternary(ternary_weights(g, n, k))
     pos = int(g.integers(0, k))  # a weight inside K gets the invalid code 3
     blk, r = divmod(pos, 128)
     packed[3, blk * 32 + r % 32] |= np.uint8(3 << (6 - 2 * (r // 32)))
-    x = float_acts(g, 6, k)
+    x = float_acts(g, m, k)
     with pytest.raises(ValueError):
         if op == "matmul_int":
-            bitops.ternary_matmul_int(int8_acts(g, 6, k), packed, k)
+            bitops.ternary_matmul_int(int8_acts(g, m, k), packed, k)
         elif op == "linear_int8":
             bitops.ternary_linear(x, packed, torch.tensor(1.0))
         else:
             bitops.ternary_linear(x, packed, torch.tensor(1.0), act_bits=None)
 
 
-def test_ternary_many_panels():
-    """Enough weight rows for several L2 panels, rows of x in 4s plus a remainder."""
-    g = rng_for(7)
-    m, n, k = 6, 203, 8192 + 77
+@pytest.mark.parametrize("m", [1, 6, 11])
+def test_many_panels(m):
+    """Enough weight rows for several panels (L2 panels, decoded panels), rows of x in 4s plus a remainder."""
+    g = rng_for(m)
+    n, k = 203, 8192 + 77
     xq = int8_acts(g, m, k)
     packed = ref.pack_ternary(ternary_weights(g, n, k))
     assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), ref.ternary_matmul_int(xq, packed, k))
+    x = float_acts(g, m, k)
+    wbits = ref.pack_binary(binary_weights(g, n, k))
+    beta = torch.tensor(0.5)
+    assert same_bits(bitops.binary_linear(x, wbits, beta), ref.binary_linear(x, wbits, beta))
+    assert same_bits(bitops.binary_linear(x, wbits, beta, act_bits=1), ref.binary_linear(x, wbits, beta, act_bits=1))
 
 
 # --------------------------------------------------------------------------- binary

@@ -9,12 +9,14 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <cstdint>
+#include <cstdlib>
 #include "avx2_kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
 #include "avx2_dot.h"
+#include "avx2_gemm_i8.h"
 
 namespace bitops::cpu::avx2 {
 namespace {
@@ -150,7 +152,7 @@ void bits_rows(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int
 }  // namespace
 
 void binary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  gemm_i8(BinaryDecoder{}, xq, w, k, t, e);
+  linear_i8(BinaryDecoder{}, xq, w, k, t, e);
 }
 
 void binary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {

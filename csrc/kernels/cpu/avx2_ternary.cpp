@@ -10,12 +10,14 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <cstdint>
+#include <cstdlib>
 #include "avx2_kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
 #include "avx2_dot.h"
+#include "avx2_gemm_i8.h"
 
 namespace bitops::cpu::avx2 {
 namespace {
@@ -62,7 +64,7 @@ struct TernaryDecoder {
 }  // namespace
 
 bool ternary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  return gemm_i8(TernaryDecoder{}, xq, w, k, t, e);
+  return linear_i8(TernaryDecoder{}, xq, w, k, t, e);
 }
 
 bool ternary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
