@@ -120,6 +120,34 @@ void lut_gemv(const int8_t* tlo, const int8_t* thi, const uint8_t* w, int64_t k,
   }
 }
 
+// ---- the hardware int8 rate: 12 independent chains of vpmaddubsw (one core;
+// 12 chains hide its latency, so the loop runs at the issue rate).
+double maddubs_per_second(double seconds_budget, double (*clock)()) {
+  __m256i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_epi8(static_cast<char>(i + 1));
+  __m256i x = _mm256_set1_epi8(1);
+  asm volatile("" : "+x"(x));  // opaque: nothing below can be folded at compile time
+  int64_t iters = 0;
+  const double t0 = clock();
+  while (clock() - t0 < seconds_budget) {
+    for (int i = 0; i < 12; ++i) asm volatile("" : "+x"(a[i]));
+    for (int r = 0; r < 100000; ++r) {
+      a[0] = _mm256_maddubs_epi16(a[0], x); a[1] = _mm256_maddubs_epi16(a[1], x);
+      a[2] = _mm256_maddubs_epi16(a[2], x); a[3] = _mm256_maddubs_epi16(a[3], x);
+      a[4] = _mm256_maddubs_epi16(a[4], x); a[5] = _mm256_maddubs_epi16(a[5], x);
+      a[6] = _mm256_maddubs_epi16(a[6], x); a[7] = _mm256_maddubs_epi16(a[7], x);
+      a[8] = _mm256_maddubs_epi16(a[8], x); a[9] = _mm256_maddubs_epi16(a[9], x);
+      a[10] = _mm256_maddubs_epi16(a[10], x); a[11] = _mm256_maddubs_epi16(a[11], x);
+    }
+    iters += 100000;
+  }
+  const double dt = clock() - t0;
+  int sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm256_extract_epi16(a[i], 0);
+  if (sink == 0x7fffffff) std::printf("\n");  // keeps the chains alive
+  return 12.0 * iters / dt;
+}
+
 }  // namespace variants
 
 #pragma GCC pop_options
@@ -145,6 +173,15 @@ double median_time(F&& f, int reps) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// The core clock: a chain of dependent integer adds retires one per cycle.
+double clock_hz() {
+  const int64_t n = 200000000;
+  int64_t v = 0;
+  const double t0 = now();
+  for (int64_t i = 0; i < n; ++i) asm volatile("add $1, %0" : "+r"(v));
+  return n / (now() - t0);
 }
 
 // Repacks int8 weights [N, K] into the LUT layout (benchmark only).
@@ -192,8 +229,10 @@ int main(int argc, char** argv) {
     cpu::scalar_kernels().ternary_gemm_i8(xq.data(), packed[0].data(), k, cpu::Tile{0, m, 0, n}, er);
     if (std::memcmp(ref.data(), out.data(), m * n * 4) != 0) std::printf("MISMATCH %s\n", what);
   };
-  std::printf("{\"n\": %lld, \"k\": %lld, \"layers\": %lld, \"results\": [\n", (long long)n, (long long)k,
-              (long long)layers);
+  const double hz = clock_hz(), mps = variants::maddubs_per_second(0.3, now);
+  std::printf("{\"n\": %lld, \"k\": %lld, \"layers\": %lld, \"clock_ghz\": %.3f, \"maddubs_per_cycle\": %.3f, "
+              "\"int8_peak_gmacs_per_core\": %.1f, \"results\": [\n",
+              (long long)n, (long long)k, (long long)layers, hz / 1e9, mps / hz, 32 * mps / 1e9);
   for (int64_t m : {int64_t(1), m_gemm}) {
     const double macs = double(m) * n * k;
     double tm = median_time([&](int r) { t->ternary_gemm_i8(xq.data(), packed[r % layers].data(), k, {0, m, 0, n}, e); }, reps);
