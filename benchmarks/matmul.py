@@ -80,6 +80,20 @@ def nominal_ghz() -> float:
     return 2.5
 
 
+def int8_peak_per_core(machine: dict) -> tuple:
+    """AVX2 int8 MAC/s per core: measured by benchmarks/cpu_variants.py on this CPU when its
+    results are there (vpmaddubsw issue rate x 32 MACs x measured clock), else 2 vpmaddubsw per
+    cycle at the nominal clock."""
+    measured = RESULTS / "cpu_variants.json"
+    try:
+        v = json.loads(measured.read_text())
+        if v.get("cpu") == machine["cpu"]:
+            return v["int8_peak_gmacs_per_core"] * 1e9, f"measured ({measured.name})"
+    except (OSError, ValueError, KeyError):
+        pass
+    return 64 * machine["nominal_ghz"] * 1e9, "2 vpmaddubsw/cycle at the nominal clock"
+
+
 def machine_info() -> dict:
     return {
         "cpu": cpu_model(),
@@ -226,8 +240,8 @@ def run(args) -> dict:
     bandwidth = {}
     for t in thread_counts:
         bandwidth[t] = read_bandwidth(t, 0.3 if not args.smoke else 0.02)
-    ghz = machine["nominal_ghz"]
-    int8_peak = {t: 64 * ghz * 1e9 * t for t in thread_counts}  # MAC/s: 2 vpmaddubsw x 32 MACs per cycle
+    per_core, peak_source = int8_peak_per_core(machine)
+    int8_peak = {t: per_core * t for t in thread_counts}
 
     rows = []
     cells = [(s, m, t, temp) for t in thread_counts for s in shapes for m in batches for temp in temps
@@ -279,6 +293,7 @@ def run(args) -> dict:
         "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
         "read_bandwidth_gbps": {str(t): bw / 1e9 for t, bw in bandwidth.items()},
         "int8_peak_gmacs": {str(t): p / 1e9 for t, p in int8_peak.items()},
+        "int8_peak_source": peak_source,
         "llc_bytes": LLC_BYTES,
         "bf16": bf16_note or "measured",
         "rows": rows,
@@ -303,7 +318,8 @@ def markdown(res: dict) -> str:
         f"GPU: {mach['gpu'] or 'none'}. Mode: {res['mode']}. Load average at start: {mach['load_average']}.",
         "Read bandwidth measured in this run: "
         + ", ".join(f"{v:.1f} GB/s ({t} thread{'s' if t != '1' else ''})" for t, v in res["read_bandwidth_gbps"].items())
-        + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items()) + ".",
+        + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
+        + f" ({res['int8_peak_source']}).",
         "",
         f"bf16: {res['bf16']}.",
         "",

@@ -214,6 +214,21 @@ def test_ternary_corrupt_code_raises(op, k, m):
             bitops.ternary_linear(x, packed, torch.tensor(1.0), act_bits=None)
 
 
+@pytest.mark.parametrize("m", [1, 5, 9])
+@pytest.mark.parametrize("xval", [-128, 127])
+@pytest.mark.parametrize("wval", [-1, 1])
+def test_int16_partial_sums_never_saturate(m, xval, wval):
+    """The extreme case for the int16 partial sums (code 2 or 0 times -128 or 127 over a long K)."""
+    k = 4 * 1024 + 129
+    xq = torch.full((m, k), xval, dtype=torch.int8)
+    packed = ref.pack_ternary(torch.full((3, k), wval, dtype=torch.int8))
+    assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), torch.full((m, 3), xval * wval * k, dtype=torch.int32))
+    wbits = ref.pack_binary(torch.full((3, k), wval, dtype=torch.int8))
+    x = xq.float()
+    beta = torch.tensor(1.0)
+    assert same_bits(bitops.binary_linear(x, wbits, beta), ref.binary_linear(x, wbits, beta))
+
+
 @pytest.mark.parametrize("m", [1, 6, 11])
 def test_many_panels(m):
     """Enough weight rows for several panels (L2 panels, decoded panels), rows of x in 4s plus a remainder."""
