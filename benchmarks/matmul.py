@@ -12,9 +12,9 @@ the median of many timed calls after warm-up, with its spread (10th-90th percent
 "Cold" weights rotate through enough copies of the layer that the working set is at least
 4x the last-level cache, as in a real model where each layer's weights come from memory;
 "hot" reuses one matrix. The floor is what the hardware allows: for M = 1 the packed bytes
-over the read bandwidth measured in this run (same threads), for larger M the
-multiply-adds over the AVX2 int8 peak (2 vpmaddubsw of 32 MACs per cycle per core, at
-the nominal clock). Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out.
+over the read bandwidth measured in this run (same threads); for the int8 kernels also
+the multiply-adds over the AVX2 int8 peak (vpmaddubsw rate measured by
+benchmarks/cpu_variants.py, 32 MACs each), whichever is larger. Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out.
 """
 
 from __future__ import annotations
@@ -123,9 +123,37 @@ def timeit(fn, budget_s: float, min_reps: int, max_reps: int, warmup: int = 2) -
         fn(warmup + i)
         times.append(time.perf_counter() - t0)
         i += 1
-    times.sort()
+    return summarize(times)
+
+
+def timeit_interleaved(fns: dict, budget_s: float, min_reps: int, max_reps: int, warmup: int = 2,
+                       rewarm: bool = False) -> dict:
+    """timeit for several methods at once, one call of each per round: on a shared machine the
+    load changes over seconds, and interleaving makes every method see the same conditions.
+    rewarm (hot weights): an untimed call of the same method before each timed one, so that its
+    weights are back in cache after the other methods ran."""
+    for name, fn in fns.items():
+        for i in range(warmup):
+            fn(i)
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_reps or (rounds < max_reps and time.perf_counter() - start < budget_s):
+        for name, fn in fns.items():
+            if rewarm:
+                fn(0)
+            t0 = time.perf_counter()
+            fn(0 if rewarm else warmup + rounds)
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: summarize(ts) for name, ts in times.items()}
+
+
+def summarize(times: list) -> dict:
+    times = sorted(times)
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
-    return {"median_s": statistics.median(times), "p10_s": q(0.1), "p90_s": q(0.9), "min_s": times[0], "reps": len(times)}
+    return {"median_s": statistics.median(times), "p10_s": q(0.1), "p90_s": q(0.9), "min_s": times[0],
+            "reps": len(times)}
 
 
 def read_bandwidth(threads: int, budget_s: float) -> float:
@@ -256,14 +284,15 @@ def run(args) -> dict:
             torch.set_num_threads(threads)
             x = torch.randn(m, k, generator=gen)  # same inputs for every method
             xb = x.to(torch.bfloat16)
-            times = {}
-            for method in methods:
-                bar.set_postfix_str(f"{shape_name} M={m} t={threads} {temp} {method}")
-                ws = layer.rotation(method, temp == "cold")
-                big = m * n * k >= (1 << 31)
-                stats = timeit(lambda i: call(method, layer, x, xb, ws[i % len(ws)]), budget * (3 if big else 1),
-                               min_reps, max_reps)
-                times[method] = stats["median_s"]
+            bar.set_postfix_str(f"{shape_name} M={m} t={threads} {temp}")
+            rotations = {meth: layer.rotation(meth, temp == "cold") for meth in methods}
+            fns = {meth: (lambda i, meth=meth: call(meth, layer, x, xb, rotations[meth][i % len(rotations[meth])]))
+                   for meth in methods}
+            big = m * n * k >= (1 << 31)
+            all_stats = timeit_interleaved(fns, budget * len(methods) * (3 if big else 1), min_reps, max_reps,
+                                           rewarm=temp == "hot")
+            times = {meth: st["median_s"] for meth, st in all_stats.items()}
+            for method, stats in all_stats.items():
                 wbytes = layer.weight_bytes(method)
                 macs = m * n * k
                 floor_bw = wbytes / bandwidth[threads]
@@ -275,9 +304,9 @@ def run(args) -> dict:
                     "weight_gbps": wbytes / stats["median_s"] / 1e9,
                     "gops": 2 * macs / stats["median_s"] / 1e9,
                 }
-                # the floor: memory for cold weights; the int8 peak binds packed kernels at large M
-                packed = method.startswith(("ternary", "binary"))
-                floors = ([floor_bw] if temp == "cold" else []) + ([floor_int] if packed else [])
+                # the floor: memory for cold weights; the int8 (vpmaddubsw) peak binds the int8 kernels
+                int8 = method in ("ternary_i8", "binary_i8")
+                floors = ([floor_bw] if temp == "cold" else []) + ([floor_int] if int8 else [])
                 row["floor_s"] = max(floors) if floors else None
                 row["floor_kind"] = None if not floors else "memory" if row["floor_s"] == floor_bw else "int8 peak"
                 row["pct_of_floor"] = 100 * row["floor_s"] / stats["median_s"] if floors else None
@@ -305,6 +334,10 @@ def run(args) -> dict:
 # --------------------------------------------------------------------------- reports
 
 
+def fmt_load(load) -> str:
+    return "/".join(f"{v:.1f}" for v in load) if load else "n/a"
+
+
 def fmt_time(s: float) -> str:
     return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.0f} µs"
 
@@ -315,7 +348,10 @@ def markdown(res: dict) -> str:
         "# Float vs packed matmul (CPU)",
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, ISA `{mach['isa']}`, torch {mach['torch']}, "
-        f"GPU: {mach['gpu'] or 'none'}. Mode: {res['mode']}. Load average at start: {mach['load_average']}.",
+        f"GPU: {mach['gpu'] or 'none'}. Mode: {res['mode']}. Load average (1/5/15 min) at start "
+        f"{fmt_load(mach['load_average'])}, at end {fmt_load(res.get('load_average_at_end'))}: this machine is shared, "
+        "so other processes may have taken CPU time during the run; methods are timed interleaved (one call of each "
+        "per round) so that they see the same load.",
         "Read bandwidth measured in this run: "
         + ", ".join(f"{v:.1f} GB/s ({t} thread{'s' if t != '1' else ''})" for t, v in res["read_bandwidth_gbps"].items())
         + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
@@ -443,6 +479,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     res = run(args)
     res["wall_s"] = time.time() - t0
+    res["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "matmul_cpu.json").write_text(json.dumps(res, indent=1))
     md = markdown(res)
