@@ -304,9 +304,10 @@ def run(args) -> dict:
                     "weight_gbps": wbytes / stats["median_s"] / 1e9,
                     "gops": 2 * macs / stats["median_s"] / 1e9,
                 }
-                # the floor: memory for cold weights; the int8 (vpmaddubsw) peak binds the int8 kernels
+                # the floor (DESIGN.md section 6): for GEMV (M = 1, cold) the weight bytes over the
+                # read bandwidth; for GEMM the int8 (vpmaddubsw) peak of the int8 kernels
                 int8 = method in ("ternary_i8", "binary_i8")
-                floors = ([floor_bw] if temp == "cold" else []) + ([floor_int] if int8 else [])
+                floors = [floor_bw] if m == 1 and temp == "cold" else [floor_int] if m > 1 and int8 else []
                 row["floor_s"] = max(floors) if floors else None
                 row["floor_kind"] = None if not floors else "memory" if row["floor_s"] == floor_bw else "int8 peak"
                 row["pct_of_floor"] = 100 * row["floor_s"] / stats["median_s"] if floors else None
@@ -389,6 +390,7 @@ def markdown(res: dict) -> str:
                     cells.append(cell)
                 out.append(f"| {shape} | {m} | " + " | ".join(cells) + " |")
             out.append("")
+    out += targets(res)
     # thread scaling
     t_all = sorted({r["threads"] for r in rows})
     if len(t_all) > 1:
@@ -404,6 +406,51 @@ def markdown(res: dict) -> str:
         out.append("")
     out += ["Methods: " + "; ".join(f"`{k}` = {v}" for k, v in LABELS.items()) + ".", ""]
     return "\n".join(out)
+
+
+def targets(res: dict) -> list:
+    """The acceptance figures of issue 3, computed from this run's rows."""
+    rows = res["rows"]
+    hi = max(r["threads"] for r in rows)
+
+    def get(shape, m, method, threads=hi, temp="cold"):
+        return next((r for r in rows if r["shape"] == shape and r["m"] == m and r["method"] == method
+                     and r["threads"] == threads and r["weights"] == temp), None)
+
+    out = [f"## Issue 3 targets ({hi} threads, cold weights; ratio of medians, ratio of best calls in brackets)", "",
+           "| target | shape | M | measured | goal | met (median) |", "|---|---|---:|---:|---:|:---:|"]
+
+    def speed(label, shape, m, method, goal):
+        r, f = get(shape, m, method), get(shape, m, "fp32")
+        if r and f:
+            med, best = f["median_s"] / r["median_s"], f["min_s"] / r["min_s"]
+            out.append(f"| {label} | {shape} | {m} | {med:.1f}x ({best:.1f}x) | >= {goal}x | "
+                       f"{'yes' if med >= goal else 'no'} |")
+
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (int8 act) vs fp32", shape, 1, "ternary_i8", 18)
+        r = get(shape, 1, "ternary_i8")
+        if r and r["pct_of_floor"] is not None:
+            best = 100 * r["floor_s"] / r["min_s"]
+            out.append(f"| ternary_linear % of memory floor | {shape} | 1 | {r['pct_of_floor']:.0f}% ({best:.0f}%) | "
+                       f">= 70% | {'yes' if r['pct_of_floor'] >= 70 else 'no'} |")
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (int8 act) vs fp32", shape, 512, "ternary_i8", 3)
+    for shape in [s[0] for s in SHAPES]:
+        speed("binary_linear(act_bits=1) vs fp32", shape, 1, "binary_b1", 25)
+        speed("binary_linear(act_bits=1) vs fp32", shape, 512, "binary_b1", 5)
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (float act) vs fp32", shape, 1, "ternary_f32", 1)
+    lo = min(r["threads"] for r in rows)
+    if lo != hi:
+        for shape in [s[0] for s in SHAPES]:
+            for m in (1, max(r["m"] for r in rows)):
+                a, b = get(shape, m, "ternary_i8", lo), get(shape, m, "ternary_i8", hi)
+                if a and b:
+                    out.append(f"| ternary_linear scaling {lo} -> {hi} threads | {shape} | {m} | "
+                               f"{a['median_s'] / b['median_s']:.2f}x ({a['min_s'] / b['min_s']:.2f}x) | > 1x | "
+                               f"{'yes' if a['median_s'] > b['median_s'] else 'no'} |")
+    return out + [""]
 
 
 def plots(res: dict, out_dir: Path) -> list:
