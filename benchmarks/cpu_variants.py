@@ -5,8 +5,8 @@
 Compiles benchmarks/cpu_variants.cpp with the library's kernel sources (g++ or $CXX, no
 torch involved), runs it on one thread for hot and cold weights, M = 1 (GEMV) and M = 64
 (GEMM), and writes cpu_variants.json and cpu_variants.md. Times are the thread's CPU time
-(the machine is shared: time slices lost to other processes do not count), median of 30
-calls (5 or 3 for the slow GEMM variants).
+(the machine is shared: time slices lost to other processes do not count), best of 30
+calls (5 or 3 for the slow GEMM variants): other processes only ever slow a call down.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def conclusion(cases: list) -> str:
 
 def markdown(res: dict) -> str:
     lines = [
-        "# AVX2 ternary x int8 kernels compared (one thread, CPU time)",
+        "# AVX2 ternary x int8 kernels compared (one thread, CPU time, best of repeated calls)",
         "",
         f"Machine: {res['cpu']}; core clock measured {res['clock_ghz']:.2f} GHz; vpmaddubsw issue rate "
         f"{res['maddubs_per_cycle']:.2f}/cycle = int8 peak {res['int8_peak_gmacs_per_core']:.0f} GMAC/s per core. "
