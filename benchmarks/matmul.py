@@ -126,29 +126,6 @@ def timeit(fn, budget_s: float, min_reps: int, max_reps: int, warmup: int = 2) -
     return summarize(times)
 
 
-def timeit_interleaved(fns: dict, budget_s: float, min_reps: int, max_reps: int, warmup: int = 2,
-                       rewarm: bool = False) -> dict:
-    """timeit for several methods at once, one call of each per round: on a shared machine the
-    load changes over seconds, and interleaving makes every method see the same conditions.
-    rewarm (hot weights): an untimed call of the same method before each timed one, so that its
-    weights are back in cache after the other methods ran."""
-    for name, fn in fns.items():
-        for i in range(warmup):
-            fn(i)
-    times = {name: [] for name in fns}
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < min_reps or (rounds < max_reps and time.perf_counter() - start < budget_s):
-        for name, fn in fns.items():
-            if rewarm:
-                fn(0)
-            t0 = time.perf_counter()
-            fn(0 if rewarm else warmup + rounds)
-            times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: summarize(ts) for name, ts in times.items()}
-
-
 def summarize(times: list) -> dict:
     times = sorted(times)
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
@@ -286,11 +263,15 @@ def run(args) -> dict:
             xb = x.to(torch.bfloat16)
             bar.set_postfix_str(f"{shape_name} M={m} t={threads} {temp}")
             rotations = {meth: layer.rotation(meth, temp == "cold") for meth in methods}
-            fns = {meth: (lambda i, meth=meth: call(meth, layer, x, xb, rotations[meth][i % len(rotations[meth])]))
-                   for meth in methods}
             big = m * n * k >= (1 << 31)
-            all_stats = timeit_interleaved(fns, budget * len(methods) * (3 if big else 1), min_reps, max_reps,
-                                           rewarm=temp == "hot")
+            # Each method in its own block of back-to-back calls, as a model runs layer after layer:
+            # interleaving methods call by call was tried and measured the packed kernels up to 2x
+            # slow, since they then start on a memory system idled or disturbed by the other method.
+            all_stats = {}
+            for meth in methods:
+                rot = rotations[meth]
+                all_stats[meth] = timeit(lambda i: call(meth, layer, x, xb, rot[i % len(rot)]),
+                                         budget * (3 if big else 1), min_reps, max_reps)
             times = {meth: st["median_s"] for meth, st in all_stats.items()}
             for method, stats in all_stats.items():
                 wbytes = layer.weight_bytes(method)
@@ -351,8 +332,8 @@ def markdown(res: dict) -> str:
         f"Machine: {mach['cpu']}, {mach['cores']} cores, ISA `{mach['isa']}`, torch {mach['torch']}, "
         f"GPU: {mach['gpu'] or 'none'}. Mode: {res['mode']}. Load average (1/5/15 min) at start "
         f"{fmt_load(mach['load_average'])}, at end {fmt_load(res.get('load_average_at_end'))}: this machine is shared, "
-        "so other processes may have taken CPU time during the run; methods are timed interleaved (one call of each "
-        "per round) so that they see the same load.",
+        "so other processes may have taken CPU time during the run (medians are robust to short bursts; "
+        "p10/p90 and the best call are in the JSON).",
         "Read bandwidth measured in this run: "
         + ", ".join(f"{v:.1f} GB/s ({t} thread{'s' if t != '1' else ''})" for t, v in res["read_bandwidth_gbps"].items())
         + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
