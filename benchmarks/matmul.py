@@ -11,10 +11,13 @@ the median of many timed calls after warm-up, with its spread (10th-90th percent
 
 "Cold" weights rotate through enough copies of the layer that the working set is at least
 4x the last-level cache, as in a real model where each layer's weights come from memory;
-"hot" reuses one matrix. The floor is what the hardware allows: for M = 1 the packed bytes
-over the read bandwidth measured in this run (same threads); for the int8 kernels also
-the multiply-adds over the AVX2 int8 peak (vpmaddubsw rate measured by
-benchmarks/cpu_variants.py, 32 MACs each), whichever is larger. Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out.
+"hot" reuses one matrix. The floor is what the hardware allows: for M = 1 (cold) the weight
+bytes over the read bandwidth measured in this run with the same threads; for M > 1 and the
+int8 kernels, the multiply-adds over the AVX2 int8 peak (vpmaddubsw rate measured by
+benchmarks/cpu_variants.py, 32 MACs each).
+
+Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out (the full run: benchmarks/results;
+--quick and --smoke: a subfolder of it, so they never overwrite the committed full results).
 """
 
 from __future__ import annotations
@@ -498,10 +501,14 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="about a minute: three shapes, M in {1, 32, 512}, cold")
     g.add_argument("--smoke", action="store_true", help="seconds: one tiny shape (for tests)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to write matmul_cpu.{json,md,png}")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write matmul_cpu.{json,md,png} (default: benchmarks/results for the full run, "
+                        "benchmarks/results/quick or /smoke otherwise, so the committed full results stay)")
     p.add_argument("--threads", help="comma-separated thread counts (default: torch's, and 1 in the full run)")
     p.add_argument("--no-bf16", action="store_true", help="skip torch bf16")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / "quick" if args.quick else RESULTS / "smoke" if args.smoke else RESULTS
     if bitops.backend() not in ("cpu-avx2", "cpu-scalar"):
         print(f"warning: bitops runs on '{bitops.backend()}' (no native CPU kernels): packed timings are the oracle's")
     t0 = time.time()
