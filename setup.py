@@ -34,6 +34,13 @@ def sources(pattern: str) -> list:
 # its ISA per function (csrc/kernels/cpu/avx2.cpp) and runs only after cpuid.
 # -ffp-contract=off keeps a*b+c as two roundings, as in the torch oracle.
 cxx_flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+# at::parallel_for is a header template built on `#pragma omp parallel`: without -fopenmp it
+# silently runs on one thread (measured: no 1 -> 2 thread scaling at all). The extension then
+# shares torch's OpenMP runtime (same soname, loaded first), so torch.set_num_threads applies.
+link_flags = []
+if torch.backends.openmp.is_available():
+    cxx_flags.append("-fopenmp")
+    link_flags.append("-fopenmp")
 cpu_sources = ["csrc/library.cpp", "csrc/cpu_ops.cpp"] + sources("csrc/kernels/cpu/*.cpp")
 
 if want_cuda():
@@ -42,9 +49,10 @@ if want_cuda():
         cpu_sources + ["csrc/cuda_ops.cpp"] + sources("csrc/kernels/cuda/*.cu"),
         define_macros=[("BITOPS_WITH_CUDA", "1")],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]},
+        extra_link_args=link_flags,
     )
 else:
-    extension = CppExtension("bitops._C", cpu_sources, extra_compile_args={"cxx": cxx_flags})
+    extension = CppExtension("bitops._C", cpu_sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags)
 
 setup(
     ext_modules=[extension],

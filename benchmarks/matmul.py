@@ -1,45 +1,530 @@
-"""Float vs packed-ternary matmul on this machine (first version: a few shapes, hot weights).
+"""Float vs packed matmul on this machine: is 1.58-bit (and 1-bit) worth it here?
 
-    python benchmarks/matmul.py --quick
+    python benchmarks/matmul.py            # full run (a few minutes on 2 cores)
+    python benchmarks/matmul.py --quick    # about a minute: the README's first command
+    python benchmarks/matmul.py --smoke    # seconds: tiny shapes, for the tests
+
+Every method runs in the same process on the same (non-zero) inputs: torch fp32 and bf16
+``F.linear`` against bitops' packed ternary (int8 and float activations) and binary (int8
+and 1-bit activations) linear layers, over the shapes of DESIGN.md section 6. Each cell is
+the median of many timed calls after warm-up, with its spread (10th-90th percentile).
+
+"Cold" weights rotate through enough copies of the layer that the working set is at least
+4x the last-level cache, as in a real model where each layer's weights come from memory;
+"hot" reuses one matrix. The floor is what the hardware allows: for M = 1 (cold) the weight
+bytes over the read bandwidth measured in this run with the same threads; for M > 1 and the
+int8 kernels, the multiply-adds over the AVX2 int8 peak (vpmaddubsw rate measured by
+benchmarks/cpu_variants.py, 32 MACs each).
+
+Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out (the full run: benchmarks/results;
+--quick and --smoke: a subfolder of it, so they never overwrite the committed full results).
 """
 
+from __future__ import annotations
+
 import argparse
+import json
+import os
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import bitops
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bitops  # noqa: E402
+
+try:
+    from tqdm import tqdm
+except ImportError:  # progress bars are a nicety
+    def tqdm(it, **_):
+        return it
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LLC_BYTES = 32 << 20  # last-level cache of this machine; cold working sets are 4x this
+MIB = 1 << 20
+
+# (name, K = in_features, N = out_features): square, BitNet b1.58 2B4T FFN up and down.
+SHAPES = [("4096x4096", 4096, 4096), ("2560x6912", 2560, 6912), ("6912x2560", 6912, 2560)]
+METHODS = ["fp32", "bf16", "ternary_i8", "ternary_f32", "binary_i8", "binary_b1"]
+LABELS = {
+    "fp32": "torch fp32 F.linear",
+    "bf16": "torch bf16 F.linear",
+    "ternary_i8": "ternary, int8 act (W1.58A8)",
+    "ternary_f32": "ternary, float act (add/sub)",
+    "binary_i8": "binary, int8 act (W1A8)",
+    "binary_b1": "binary, 1-bit act (XNOR-popcount)",
+}
 
 
-def median_time(fn, repeats):
-    fn()
+# --------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nominal_ghz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1000
+    except OSError:
+        pass
+    return 2.5
+
+
+def int8_peak_per_core(machine: dict) -> tuple:
+    """AVX2 int8 MAC/s per core: measured by benchmarks/cpu_variants.py on this CPU when its
+    results are there (vpmaddubsw issue rate x 32 MACs x measured clock), else 2 vpmaddubsw per
+    cycle at the nominal clock."""
+    measured = RESULTS / "cpu_variants.json"
+    try:
+        v = json.loads(measured.read_text())
+        if v.get("cpu") == machine["cpu"]:
+            return v["int8_peak_gmacs_per_core"] * 1e9, f"measured ({measured.name})"
+    except (OSError, ValueError, KeyError):
+        pass
+    return 64 * machine["nominal_ghz"] * 1e9, "2 vpmaddubsw/cycle at the nominal clock"
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "nominal_ghz": round(nominal_ghz(), 3),
+        "isa": bitops.backend(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timeit(fn, budget_s: float, min_reps: int, max_reps: int, warmup: int = 2) -> dict:
+    """Median and spread of per-call wall times; fn(i) gets the call index (to rotate layers)."""
+    for i in range(warmup):
+        fn(i)
     times = []
-    for _ in range(repeats):
+    start = time.perf_counter()
+    i = 0
+    while i < min_reps or (i < max_reps and time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
-        fn()
+        fn(warmup + i)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        i += 1
+    return summarize(times)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    repeats = 5 if args.quick else 20
-    print(f"bitops backend: {bitops.backend()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'M':>5} {'N x K':>12} {'fp32 ms':>9} {'ternary ms':>11} {'speedup':>8}")
-    for n, k in [(4096, 4096), (6912, 2560)]:
-        w = torch.randn(n, k)
-        wq, gamma = bitops.ternary_quantize(w)
-        packed = bitops.pack_ternary(wq)
-        for m in (1, 32) if args.quick else (1, 8, 32, 128, 512):
-            x = torch.randn(m, k)
-            t_f = median_time(lambda: F.linear(x, w), repeats)
-            t_t = median_time(lambda: bitops.ternary_linear(x, packed, gamma), repeats)
-            print(f"{m:>5} {f'{n}x{k}':>12} {t_f * 1e3:>9.3f} {t_t * 1e3:>11.3f} {t_f / t_t:>7.2f}x")
+def summarize(times: list) -> dict:
+    times = sorted(times)
+    q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
+    return {"median_s": statistics.median(times), "p10_s": q(0.1), "p90_s": q(0.9), "min_s": times[0],
+            "reps": len(times)}
+
+
+def read_bandwidth(threads: int, budget_s: float) -> float:
+    """Read bandwidth in bytes/s: a 512 MiB float32 sum (reads only, vectorised, threaded)."""
+    torch.set_num_threads(threads)
+    buf = torch.rand(128 * MIB)  # 512 MiB, 16x the LLC
+    t = timeit(lambda i: buf.sum(), budget_s, 5, 50)
+    # the best of several probes: the floor must be what the machine can do
+    t2 = timeit(lambda i: buf.amax(), budget_s, 5, 50)
+    del buf
+    return buf_bytes(128 * MIB * 4) / min(t["median_s"], t2["median_s"])
+
+
+def buf_bytes(n: int) -> int:
+    return n
+
+
+def bf16_check(shape, args) -> str | None:
+    """Why bf16 is left out (--no-bf16, or slower than fp32 on this CPU), or None to measure it."""
+    if args.no_bf16:
+        return "skipped (--no-bf16)"
+    _, k, n = shape
+    w, x = torch.randn(n, k), torch.randn(32, k)
+    wb, xb = w.bfloat16(), x.bfloat16()
+    t32 = timeit(lambda i: F.linear(x, w), 0.1, 3, 20)["median_s"]
+    t16 = timeit(lambda i: F.linear(xb, wb), 0.1, 3, 20)["median_s"]
+    if t16 > t32:
+        return f"skipped: slower than fp32 on this CPU ({fmt_time(t16)} vs {fmt_time(t32)} at M=32, {shape[0]})"
+    return None
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class Layer:
+    """One weight matrix in every format, and the copies that make the weights cold."""
+
+    def __init__(self, k: int, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(n, k, generator=g) * 0.05
+        self.k, self.n = k, n
+        self.w32 = w
+        self.w16 = w.to(torch.bfloat16)
+        wq, self.gamma = bitops.ternary_quantize(w)
+        self.ternary = bitops.pack_ternary(wq)
+        wb, self.beta = bitops.binary_quantize(w)
+        self.binary = bitops.pack_binary(wb)
+        self.bias = torch.randn(n, generator=g) * 0.1
+        self.copies: dict[str, list] = {}
+
+    def weight(self, method: str) -> torch.Tensor:
+        return {"fp32": self.w32, "bf16": self.w16, "ternary_i8": self.ternary, "ternary_f32": self.ternary,
+                "binary_i8": self.binary, "binary_b1": self.binary}[method]
+
+    def weight_bytes(self, method: str) -> int:
+        t = self.weight(method)
+        return t.numel() * t.element_size()
+
+    def rotation(self, method: str, cold: bool) -> list:
+        """Copies of this method's weights: one (hot), or enough to fill 4x the LLC (cold)."""
+        if not cold:
+            return [self.weight(method)]
+        key = "ternary" if method.startswith("ternary") else "binary" if method.startswith("binary") else method
+        if key not in self.copies:
+            count = max(2, -(-4 * LLC_BYTES // self.weight_bytes(method)))
+            self.copies[key] = [self.weight(method).clone() for _ in range(count)]
+        return self.copies[key]
+
+    def drop_copies(self) -> None:
+        self.copies.clear()
+
+
+def call(method: str, layer: Layer, x: torch.Tensor, xb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if method == "fp32":
+        return F.linear(x, w, layer.bias)
+    if method == "bf16":
+        return F.linear(xb, w, layer.bias.to(torch.bfloat16))
+    if method == "ternary_i8":
+        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=8)
+    if method == "ternary_f32":
+        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=None)
+    if method == "binary_i8":
+        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=8)
+    if method == "binary_b1":
+        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=1)
+    raise ValueError(method)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run(args) -> dict:
+    if args.smoke:
+        shapes, batches, thread_counts, temps = [("512x384", 512, 384)], [1, 8], [torch.get_num_threads()], ["hot"]
+        budget, min_reps, max_reps = 0.02, 2, 5
+    elif args.quick:
+        shapes, batches, temps = SHAPES, [1, 32, 512], ["cold"]
+        thread_counts = [torch.get_num_threads()]
+        budget, min_reps, max_reps = 0.15, 3, 100
+    else:
+        shapes, batches, temps = SHAPES, [1, 8, 32, 128, 512], ["cold", "hot"]
+        thread_counts = sorted({1, torch.get_num_threads()}, reverse=True)
+        budget, min_reps, max_reps = 0.6, 5, 400
+    if args.threads:
+        thread_counts = [int(t) for t in args.threads.split(",")]
+    machine = machine_info()
+    methods = list(METHODS)
+    bf16_note = bf16_check(shapes[0], args)
+    if bf16_note:
+        methods.remove("bf16")
+
+    bandwidth = {}
+    for t in thread_counts:
+        bandwidth[t] = read_bandwidth(t, 0.3 if not args.smoke else 0.02)
+    per_core, peak_source = int8_peak_per_core(machine)
+    int8_peak = {t: per_core * t for t in thread_counts}
+
+    rows = []
+    cells = [(s, m, t, temp) for t in thread_counts for s in shapes for m in batches for temp in temps
+             # the 1-thread pass is the scaling figure: M = 1 and the largest M, cold
+             if t == max(thread_counts) or (temp == "cold" and m in (1, batches[-1]))]
+    layers = {}
+    bar = tqdm(total=len(cells) * len(methods), desc="matmul", unit="case", file=sys.stderr)
+    for shape_name, k, n in shapes:
+        layer = Layer(k, n, seed=0)
+        gen = torch.Generator().manual_seed(1)
+        for (s_name, m, threads, temp) in [c for c in cells if c[0][0] == shape_name]:
+            torch.set_num_threads(threads)
+            x = torch.randn(m, k, generator=gen)  # same inputs for every method
+            xb = x.to(torch.bfloat16)
+            bar.set_postfix_str(f"{shape_name} M={m} t={threads} {temp}")
+            rotations = {meth: layer.rotation(meth, temp == "cold") for meth in methods}
+            big = m * n * k >= (1 << 31)
+            # Each method in its own block of back-to-back calls, as a model runs layer after layer:
+            # interleaving methods call by call was tried and measured the packed kernels up to 2x
+            # slow, since they then start on a memory system idled or disturbed by the other method.
+            all_stats = {}
+            for meth in methods:
+                rot = rotations[meth]
+                all_stats[meth] = timeit(lambda i: call(meth, layer, x, xb, rot[i % len(rot)]),
+                                         budget * (3 if big else 1), min_reps, max_reps)
+            times = {meth: st["median_s"] for meth, st in all_stats.items()}
+            for method, stats in all_stats.items():
+                wbytes = layer.weight_bytes(method)
+                macs = m * n * k
+                floor_bw = wbytes / bandwidth[threads]
+                floor_int = macs / int8_peak[threads]
+                row = {
+                    "shape": shape_name, "k": k, "n": n, "m": m, "threads": threads, "weights": temp,
+                    "method": method, **stats,
+                    "weight_bytes": wbytes,
+                    "weight_gbps": wbytes / stats["median_s"] / 1e9,
+                    "gops": 2 * macs / stats["median_s"] / 1e9,
+                }
+                # the floor (DESIGN.md section 6): for GEMV (M = 1, cold) the weight bytes over the
+                # read bandwidth; for GEMM the int8 (vpmaddubsw) peak of the int8 kernels
+                int8 = method in ("ternary_i8", "binary_i8")
+                floors = [floor_bw] if m == 1 and temp == "cold" else [floor_int] if m > 1 and int8 else []
+                row["floor_s"] = max(floors) if floors else None
+                row["floor_kind"] = None if not floors else "memory" if row["floor_s"] == floor_bw else "int8 peak"
+                row["pct_of_floor"] = 100 * row["floor_s"] / stats["median_s"] if floors else None
+                rows.append(row)
+                bar.update(1)
+            for r in rows[-len(methods):]:
+                r["speedup_vs_fp32"] = times["fp32"] / r["median_s"]
+        layer.drop_copies()
+        del layer
+    bar.close()
+    return {
+        "machine": machine,
+        "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
+        "read_bandwidth_gbps": {str(t): bw / 1e9 for t, bw in bandwidth.items()},
+        "int8_peak_gmacs": {str(t): p / 1e9 for t, p in int8_peak.items()},
+        "int8_peak_source": peak_source,
+        "llc_bytes": LLC_BYTES,
+        "bf16": bf16_note or "measured",
+        "rows": rows,
+        "notes": "median of repeated calls after warm-up; p10/p90 = spread; cold = weights rotated through "
+                 ">= 4x the LLC; floor = max(packed bytes / measured read bandwidth, MACs / int8 peak).",
+    }
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def fmt_load(load) -> str:
+    return "/".join(f"{v:.1f}" for v in load) if load else "n/a"
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.0f} µs"
+
+
+def markdown(res: dict) -> str:
+    mach = res["machine"]
+    out = [
+        "# Float vs packed matmul (CPU)",
+        "",
+        f"Machine: {mach['cpu']}, {mach['cores']} cores, ISA `{mach['isa']}`, torch {mach['torch']}, "
+        f"GPU: {mach['gpu'] or 'none'}. Mode: {res['mode']}. Load average (1/5/15 min) at start "
+        f"{fmt_load(mach['load_average'])}, at end {fmt_load(res.get('load_average_at_end'))}: this machine is shared, "
+        "so other processes may have taken CPU time during the run (medians are robust to short bursts; "
+        "p10/p90 and the best call are in the JSON).",
+        "Read bandwidth measured in this run: "
+        + ", ".join(f"{v:.1f} GB/s ({t} thread{'s' if t != '1' else ''})" for t, v in res["read_bandwidth_gbps"].items())
+        + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
+        + f" ({res['int8_peak_source']}).",
+        "",
+        f"bf16: {res['bf16']}.",
+        "",
+        "Median time per call (p10-p90 spread in the JSON); speedup = fp32 time / method time, same shape, M, "
+        "threads and cold/hot; % floor = floor time / time (100% = at the hardware limit).",
+        "",
+    ]
+    rows = res["rows"]
+    for threads in sorted({r["threads"] for r in rows}, reverse=True):
+        for temp in ("cold", "hot"):
+            sel = [r for r in rows if r["threads"] == threads and r["weights"] == temp]
+            if not sel:
+                continue
+            out += [f"## {temp} weights, {threads} thread{'s' if threads > 1 else ''}", ""]
+            methods = [m for m in METHODS if any(r["method"] == m for r in sel)]
+            out.append("| shape (K x N) | M | " + " | ".join(methods) + " |")
+            out.append("|---|---:|" + "---:|" * len(methods))
+            keys = sorted({(r["shape"], r["m"]) for r in sel}, key=lambda t: ([s[0] for s in SHAPES + [(t[0],)]].index(t[0]), t[1]))
+            for shape, m in keys:
+                cells = []
+                for meth in methods:
+                    r = next((r for r in sel if r["shape"] == shape and r["m"] == m and r["method"] == meth), None)
+                    if r is None:
+                        cells.append("")
+                        continue
+                    cell = fmt_time(r["median_s"])
+                    if meth != "fp32":
+                        cell += f" **{r['speedup_vs_fp32']:.1f}x**"
+                    floor = f", {r['pct_of_floor']:.0f}% floor" if r["pct_of_floor"] is not None else ""
+                    cell += f"<br>{r['weight_gbps']:.1f} GB/s{floor}" if m == 1 else f"<br>{r['gops']:.0f} GOP/s{floor}"
+                    cells.append(cell)
+                out.append(f"| {shape} | {m} | " + " | ".join(cells) + " |")
+            out.append("")
+    out += targets(res)
+    # thread scaling
+    t_all = sorted({r["threads"] for r in rows})
+    if len(t_all) > 1:
+        lo, hi = t_all[0], t_all[-1]
+        out += [f"## Thread scaling ({lo} -> {hi} threads, cold weights)", "",
+                "| shape | M | method | " + f"{lo}t | {hi}t | scaling |", "|---|---:|---|---:|---:|---:|"]
+        for r1 in [r for r in rows if r["threads"] == lo and r["weights"] == "cold"]:
+            r2 = next((r for r in rows if r["threads"] == hi and r["weights"] == "cold" and r["shape"] == r1["shape"]
+                       and r["m"] == r1["m"] and r["method"] == r1["method"]), None)
+            if r2:
+                out.append(f"| {r1['shape']} | {r1['m']} | {r1['method']} | {fmt_time(r1['median_s'])} | "
+                           f"{fmt_time(r2['median_s'])} | {r1['median_s'] / r2['median_s']:.2f}x |")
+        out.append("")
+    out += ["Methods: " + "; ".join(f"`{k}` = {v}" for k, v in LABELS.items()) + ".", ""]
+    return "\n".join(out)
+
+
+def targets(res: dict) -> list:
+    """The acceptance figures of issue 3, computed from this run's rows."""
+    rows = res["rows"]
+    hi = max(r["threads"] for r in rows)
+
+    def get(shape, m, method, threads=hi, temp="cold"):
+        return next((r for r in rows if r["shape"] == shape and r["m"] == m and r["method"] == method
+                     and r["threads"] == threads and r["weights"] == temp), None)
+
+    out = [f"## Issue 3 targets ({hi} threads, cold weights; ratio of medians, ratio of best calls in brackets)", "",
+           "| target | shape | M | measured | goal | met (median) |", "|---|---|---:|---:|---:|:---:|"]
+
+    def speed(label, shape, m, method, goal):
+        r, f = get(shape, m, method), get(shape, m, "fp32")
+        if r and f:
+            med, best = f["median_s"] / r["median_s"], f["min_s"] / r["min_s"]
+            out.append(f"| {label} | {shape} | {m} | {med:.1f}x ({best:.1f}x) | >= {goal}x | "
+                       f"{'yes' if med >= goal else 'no'} |")
+
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (int8 act) vs fp32", shape, 1, "ternary_i8", 18)
+        r = get(shape, 1, "ternary_i8")
+        if r and r["pct_of_floor"] is not None:
+            best = 100 * r["floor_s"] / r["min_s"]
+            out.append(f"| ternary_linear % of memory floor | {shape} | 1 | {r['pct_of_floor']:.0f}% ({best:.0f}%) | "
+                       f">= 70% | {'yes' if r['pct_of_floor'] >= 70 else 'no'} |")
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (int8 act) vs fp32", shape, 512, "ternary_i8", 3)
+    for shape in [s[0] for s in SHAPES]:
+        speed("binary_linear(act_bits=1) vs fp32", shape, 1, "binary_b1", 25)
+        speed("binary_linear(act_bits=1) vs fp32", shape, 512, "binary_b1", 5)
+    for shape in [s[0] for s in SHAPES]:
+        speed("ternary_linear (float act) vs fp32", shape, 1, "ternary_f32", 1)
+    lo = min(r["threads"] for r in rows)
+    if lo != hi:
+        for shape in [s[0] for s in SHAPES]:
+            for m in (1, max(r["m"] for r in rows)):
+                a, b = get(shape, m, "ternary_i8", lo), get(shape, m, "ternary_i8", hi)
+                if a and b:
+                    out.append(f"| ternary_linear scaling {lo} -> {hi} threads | {shape} | {m} | "
+                               f"{a['median_s'] / b['median_s']:.2f}x ({a['min_s'] / b['min_s']:.2f}x) | > 1x | "
+                               f"{'yes' if a['median_s'] > b['median_s'] else 'no'} |")
+    return out + [""]
+
+
+def plots(res: dict, out_dir: Path) -> list:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping the plots (pip install matplotlib)")
+        return []
+    rows = res["rows"]
+    threads = max(r["threads"] for r in rows)
+    temp = "cold" if any(r["weights"] == "cold" for r in rows) else "hot"
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    methods = [m for m in METHODS if m != "fp32" and any(r["method"] == m for r in rows)]
+    files = []
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        for meth in methods:
+            sel = sorted((r for r in rows if r["shape"] == shape and r["method"] == meth and r["threads"] == threads
+                          and r["weights"] == temp), key=lambda r: r["m"])
+            ax.plot([r["m"] for r in sel], [r["speedup_vs_fp32"] for r in sel], marker="o", label=LABELS[meth])
+        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch M")
+        ax.set_ylabel("speedup vs torch fp32")
+        ax.set_title(f"{shape} (K x N), {temp}, {threads} threads")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "matmul_cpu_speedup.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
+    m1 = min(r["m"] for r in rows)
+    for ax, shape in zip(axes[0], shapes):
+        sel = [r for r in rows if r["shape"] == shape and r["m"] == m1 and r["threads"] == threads and r["weights"] == temp]
+        names = [r["method"] for r in sel]
+        pos = range(len(sel))
+        ax.bar([p - 0.2 for p in pos], [r["median_s"] * 1e6 for r in sel], 0.4, label="measured")
+        ax.bar([p + 0.2 for p in pos], [(r["floor_s"] or float("nan")) * 1e6 for r in sel], 0.4,
+               label="floor (cold: bytes / read BW)")
+        ax.set_xticks(list(pos))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("µs per call")
+        ax.set_title(f"{shape}, M={m1}, {temp}, {threads} threads")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "matmul_cpu_floor.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+    return files
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="about a minute: three shapes, M in {1, 32, 512}, cold")
+    g.add_argument("--smoke", action="store_true", help="seconds: one tiny shape (for tests)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write matmul_cpu.{json,md,png} (default: benchmarks/results for the full run, "
+                        "benchmarks/results/quick or /smoke otherwise, so the committed full results stay)")
+    p.add_argument("--threads", help="comma-separated thread counts (default: torch's, and 1 in the full run)")
+    p.add_argument("--no-bf16", action="store_true", help="skip torch bf16")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / "quick" if args.quick else RESULTS / "smoke" if args.smoke else RESULTS
+    if bitops.backend() not in ("cpu-avx2", "cpu-scalar"):
+        print(f"warning: bitops runs on '{bitops.backend()}' (no native CPU kernels): packed timings are the oracle's")
+    t0 = time.time()
+    res = run(args)
+    res["wall_s"] = time.time() - t0
+    res["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "matmul_cpu.json").write_text(json.dumps(res, indent=1))
+    md = markdown(res)
+    (args.out / "matmul_cpu.md").write_text(md)
+    files = plots(res, args.out)
+    print(md)
+    print(f"wrote {args.out / 'matmul_cpu.json'}, {args.out / 'matmul_cpu.md'}"
+          + "".join(f", {f}" for f in files) + f" in {res['wall_s']:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,14 +26,28 @@ at::Tensor as_rows_f32(const at::Tensor& x) {
 // Work per parallel chunk at least ~64K multiply-adds, so small problems stay on one thread.
 int64_t grain_for(int64_t per_item_work) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, per_item_work)); }
 
-// Runs a tile kernel over all of [0, M) x [0, N): split over N (weights stream once,
-// each decoded block is reused for every row of x); returns false if any tile failed.
+// Runs a tile kernel over all of [0, M) x [0, N). Tiles split N only (each weight row
+// is read once, and each decoded block serves every row of x), in whole 64-row panels,
+// about 8 per thread, handed out dynamically from an atomic counter: on a machine
+// shared with other processes a thread whose core is busy takes fewer tiles instead
+// of holding the others up at the end (static halves measured up to 2x slower here).
+// Small problems stay on one thread (>= ~64K multiply-adds per tile).
+// Returns false if any tile failed.
 template <class F>
 bool for_tiles(int64_t m, int64_t n, int64_t k, F&& tile_fn) {
-  std::atomic<bool> ok{true};
   if (m == 0 || n == 0) return true;
-  at::parallel_for(0, n, grain_for(m * k), [&](int64_t n0, int64_t n1) {
-    if (!tile_fn(Tile{0, m, n0, n1})) ok = false;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  constexpr int64_t kPanel = 64;
+  int64_t rows = std::max((n + threads * 8 - 1) / (threads * 8), grain_for(m * k));
+  if (n > kPanel) rows = (rows + kPanel - 1) / kPanel * kPanel;
+  const int64_t tiles = (n + rows - 1) / rows;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> ok{true};
+  at::parallel_for(0, std::min(threads, tiles), 1, [&](int64_t, int64_t) {
+    for (int64_t t = next++; t < tiles; t = next++) {
+      const int64_t n0 = t * rows;
+      if (!tile_fn(Tile{0, m, n0, std::min(n, n0 + rows)})) ok = false;
+    }
   });
   return ok;
 }

@@ -1,10 +1,26 @@
-// AVX2 kernels. This translation unit alone is compiled with -mavx2 -mfma, and
-// its functions run only after dispatch.cpp has checked the CPU with cpuid.
-// Until the AVX2 kernels land, it reports that none are compiled in.
-#include "cpu_kernels.h"
+// The AVX2 kernel table. This file is portable code: it only collects the
+// addresses of the AVX2 functions (avx2_*.cpp); dispatch.cpp calls them only
+// after cpuid has confirmed AVX2 and FMA.
+#include "avx2_kernels.h"
 
 namespace bitops::cpu {
 
-const KernelTable* avx2_kernels() { return nullptr; }
+const KernelTable* avx2_kernels() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const KernelTable table{
+      "cpu-avx2",
+      avx2::quantize_rows,
+      avx2::binarize_rows,
+      avx2::ternary_gemm_i8,
+      avx2::ternary_gemm_f32,
+      avx2::binary_gemm_i8,
+      avx2::binary_gemm_f32,
+      avx2::binary_gemm_bits,
+  };
+  return &table;
+#else
+  return nullptr;
+#endif
+}
 
 }  // namespace bitops::cpu

@@ -1,0 +1,328 @@
+// Register-blocked dot-product drivers shared by the ternary and binary AVX2
+// kernels. A "decoder" (avx2_ternary.cpp, avx2_binary.cpp) says how a packed
+// row turns into weights; everything else lives here once:
+//
+//   int8 path   sum_k c[k] * x[k] with _mm256_maddubs_epi16 on unsigned codes c
+//               (weight = kScale * c - 1 ... see dot = kScale * sum(c x) - sum(x)),
+//               int16 partial sums widened with _mm256_madd_epi16 every 8 blocks;
+//   float path  decode 8 weights to float, one FMA per 8 weights (w * x is exact
+//               for w in {-1, 0, 1}, so FMA rounds exactly like a multiply + add).
+//
+// Blocking: a micro-tile of MR rows of x times NR weight rows decodes each block
+// of 128 weights once per MR rows; weight rows are walked in panels that stay in
+// L2 while every row of x passes over them.
+//
+// Include only from an avx2_*.cpp, AFTER its system headers and its
+// `#pragma GCC target("avx2,fma")`: this header includes nothing itself.
+#pragma once
+
+namespace bitops::cpu::avx2 {
+namespace {
+
+constexpr int64_t kBlock = 128;       // weights per decoded block: 4 runs of 32
+constexpr int64_t kFlushBlocks = 8;   // int16 sums: 8 blocks * 4 maddubs * |512| < 2^15
+constexpr int64_t kPanelBytes = 192 * 1024;  // weight panel kept in L2 (1 MiB per core here)
+// One row of x (GEMV) streams the weights once. A tile of NR rows is read as NR
+// interleaved short streams, which the hardware prefetcher follows poorly
+// (measured: 2x slower cold than one row at a time), so the kernel prefetches the
+// tile kPrefetchTiles ahead itself, as one sequential stream.
+constexpr int64_t kPrefetchTiles = 1;
+
+// Where a GEMV tile (MR == 1) of NR rows starting at row n prefetches: the tile
+// kPrefetchTiles ahead, spread evenly over this tile's `blocks` blocks; nullptr
+// when there is none (or MR > 1: then a panel of weights stays in L2 anyway).
+struct Prefetch {
+  const uint8_t* p = nullptr;
+  int64_t step = 0;
+  Prefetch(int mr, int nr, const uint8_t* w, int64_t rb, int64_t n, int64_t n_end, int64_t blocks) {
+    if (mr != 1 || blocks <= 0 || n + nr * (kPrefetchTiles + 1) > n_end) return;
+    p = w + (n + nr * kPrefetchTiles) * rb;
+    step = (nr * rb + blocks - 1) / blocks;
+  }
+};
+
+// Prefetches `bytes` from p on, one cache line at a time.
+inline void prefetch_span(const uint8_t* p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+
+inline int64_t hsum_epi32(__m256i v) {
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  int64_t s = 0;
+  for (int32_t l : lanes) s += l;  // int64: exact even for the largest K
+  return s;
+}
+
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int64_t row_sum_i8(const int8_t* x, int64_t k) {
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16));
+  }
+  int64_t s = hsum_epi32(acc);
+  for (; i < k; ++i) s += x[i];
+  return s;
+}
+
+inline void store_int(const Epilogue& e, int64_t m, int64_t n, int32_t acc) {
+  if (e.out_int)
+    e.out_int[m * e.ldo + n] = acc;
+  else
+    e.out[m * e.ldo + n] = epilogue_value(static_cast<float>(acc), e, m, n);
+}
+
+// ---------------------------------------------------------------- int8 path
+
+// Keeps the compiler from re-associating a chain of vector adds: left alone it
+// hoists all products of a block first and spills them (measured 1.8x slower).
+#define BITOPS_PIN(v) asm("" : "+x"(v))
+
+// acc[i][j] += sum over `blocks` blocks of codes(w[j]) * x[i] (int32 lanes).
+// With kCheck, bad collects the decoder's bad_codes over the raw weight bytes,
+// masked with `check` once at the end (AND distributes over OR).
+// pf: nullptr, or memory to prefetch at pf_step bytes per block.
+template <class Dec, int MR, int NR, bool kCheck>
+inline void dot_blocks_i8(const Dec& dec, const int8_t* const* x, const uint8_t* const* w, int64_t blocks,
+                          __m256i (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr,
+                          int64_t pf_step = 0) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i seen = _mm256_setzero_si256();
+  for (int64_t b0 = 0; b0 < blocks; b0 += kFlushBlocks) {
+    const int64_t b1 = b0 + kFlushBlocks < blocks ? b0 + kFlushBlocks : blocks;
+    __m256i part[MR][NR];
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) part[i][j] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; ++b) {
+      if (pf) prefetch_span(pf + b * pf_step, pf_step);
+      __m256i v[NR];
+      for (int j = 0; j < NR; ++j) {
+        v[j] = dec.load(w[j], b);
+        if (kCheck) seen = _mm256_or_si256(seen, Dec::bad_codes(v[j]));
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        __m256i c[NR];
+        for (int j = 0; j < NR; ++j) c[j] = dec.codes(v[j], q);
+        for (int i = 0; i < MR; ++i) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + b * kBlock + 32 * q));
+          for (int j = 0; j < NR; ++j) {
+            part[i][j] = _mm256_add_epi16(part[i][j], _mm256_maddubs_epi16(c[j], xv));
+            BITOPS_PIN(part[i][j]);
+          }
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(part[i][j], ones16));
+  }
+  if (kCheck) bad = _mm256_or_si256(bad, _mm256_and_si256(seen, check));
+}
+
+// MR rows of x, ready for the int8 micro-kernel: row pointers, sums, and the
+// K % 128 tail copied into zero-padded blocks (so no load passes the row end).
+template <int MR>
+struct RowsI8 {
+  const int8_t* x[MR];
+  const int8_t* tail[MR];
+  int64_t sum[MR];
+  alignas(32) int8_t pad[MR][kBlock];
+};
+
+template <class Dec, int MR, int NR>
+bool tile_i8(const Dec& dec, const RowsI8<MR>& r, const uint8_t* w, int64_t rb, int64_t k, int64_t m, int64_t n,
+             int64_t n_end, bool check, const Epilogue& e) {
+  const int64_t full = k / kBlock, rem = k % kBlock;
+  const Prefetch pf(MR, NR, w, rb, n, n_end, full);
+  const uint8_t* wr[NR];
+  const uint8_t* wt[NR];
+  for (int j = 0; j < NR; ++j) {
+    wr[j] = w + (n + j) * rb;
+    wt[j] = wr[j] + full * Dec::kBlockBytes;
+  }
+  __m256i acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
+  __m256i bad = _mm256_setzero_si256();
+  if (check) {
+    dot_blocks_i8<Dec, MR, NR, true>(dec, r.x, wr, full, acc, Dec::check_mask(kBlock), bad, pf.p, pf.step);
+    if (rem) dot_blocks_i8<Dec, MR, NR, true>(dec, r.tail, wt, 1, acc, Dec::check_mask(rem), bad);
+    if (!_mm256_testz_si256(bad, bad)) return false;
+  } else {
+    dot_blocks_i8<Dec, MR, NR, false>(dec, r.x, wr, full, acc, bad, bad, pf.p, pf.step);
+    if (rem) dot_blocks_i8<Dec, MR, NR, false>(dec, r.tail, wt, 1, acc, bad, bad);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j)
+      store_int(e, m + i, n + j, static_cast<int32_t>(Dec::kScale * hsum_epi32(acc[i][j]) - r.sum[i]));
+  return true;
+}
+
+// Rows [m, m + MR) of x against weight rows [n0, n1).
+template <class Dec, int MR, int NR>
+bool rows_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
+             bool check, const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
+  RowsI8<MR> r;
+  for (int i = 0; i < MR; ++i) {
+    r.x[i] = xq + (m + i) * k;
+    r.sum[i] = row_sum_i8(r.x[i], k);
+    for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
+    r.tail[i] = r.pad[i];
+  }
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR)
+    if (!tile_i8<Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+  for (; n < n1; ++n)
+    if (!tile_i8<Dec, MR, 1>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+  return true;
+}
+
+// The whole tile: weight panels that fit in L2, rows of x four at a time.
+// Code 3 is looked for on the first pass over each panel only.
+template <class Dec>
+bool gemm_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k);
+  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
+    const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
+    for (int64_t m = t.m0; m < t.m1;) {
+      const int64_t left = t.m1 - m;
+      const bool check = m == t.m0;
+      bool ok;
+      if (left >= 4) {
+        ok = rows_i8<Dec, 4, 2>(dec, xq, w, k, m, p0, p1, check, e);
+        m += 4;
+      } else if (left == 3) {
+        ok = rows_i8<Dec, 3, 2>(dec, xq, w, k, m, p0, p1, check, e);
+        m += 3;
+      } else if (left == 2) {
+        ok = rows_i8<Dec, 2, 2>(dec, xq, w, k, m, p0, p1, check, e);
+        m += 2;
+      } else {
+        ok = rows_i8<Dec, 1, 4>(dec, xq, w, k, m, p0, p1, check, e);
+        m += 1;
+      }
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- float path
+
+template <class Dec, int MR, int NR, bool kCheck>
+inline void dot_blocks_f32(const Dec& dec, const float* const* x, const uint8_t* const* w, int64_t blocks,
+                           __m256 (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr,
+                           int64_t pf_step = 0) {
+  __m256i seen = _mm256_setzero_si256();
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (pf) prefetch_span(pf + b * pf_step, pf_step);
+    if (kCheck)
+      for (int j = 0; j < NR; ++j) seen = _mm256_or_si256(seen, Dec::bad_codes(dec.load(w[j], b)));
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; ++s) {
+      const int q = s & 3, g = s >> 2;  // weights 32 q + 8 g .. + 7 of the block
+      __m256 wv[NR];
+      for (int j = 0; j < NR; ++j) wv[j] = dec.weights(w[j], b, q, g);
+      for (int i = 0; i < MR; ++i) {
+        const __m256 xv = _mm256_loadu_ps(x[i] + b * kBlock + 32 * q + 8 * g);
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+      }
+    }
+  }
+  if (kCheck) bad = _mm256_or_si256(bad, _mm256_and_si256(seen, check));
+}
+
+template <int MR>
+struct RowsF32 {
+  const float* x[MR];
+  const float* tail[MR];
+  alignas(32) float pad[MR][kBlock];
+};
+
+template <class Dec, int MR, int NR>
+bool tile_f32(const Dec& dec, const RowsF32<MR>& r, const uint8_t* w, int64_t rb, int64_t k, int64_t m, int64_t n,
+              int64_t n_end, bool check, const Epilogue& e) {
+  const int64_t full = k / kBlock, rem = k % kBlock;
+  const Prefetch pf(MR, NR, w, rb, n, n_end, full);
+  const uint8_t* wr[NR];
+  const uint8_t* wt[NR];
+  for (int j = 0; j < NR; ++j) {
+    wr[j] = w + (n + j) * rb;
+    wt[j] = wr[j] + full * Dec::kBlockBytes;
+  }
+  __m256 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  __m256i bad = _mm256_setzero_si256();
+  if (check) {
+    dot_blocks_f32<Dec, MR, NR, true>(dec, r.x, wr, full, acc, Dec::check_mask(kBlock), bad, pf.p, pf.step);
+    if (rem) dot_blocks_f32<Dec, MR, NR, true>(dec, r.tail, wt, 1, acc, Dec::check_mask(rem), bad);
+    if (!_mm256_testz_si256(bad, bad)) return false;
+  } else {
+    dot_blocks_f32<Dec, MR, NR, false>(dec, r.x, wr, full, acc, bad, bad, pf.p, pf.step);
+    if (rem) dot_blocks_f32<Dec, MR, NR, false>(dec, r.tail, wt, 1, acc, bad, bad);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) e.out[(m + i) * e.ldo + n + j] = epilogue_value(hsum_ps(acc[i][j]), e, m + i, n + j);
+  return true;
+}
+
+template <class Dec, int MR, int NR>
+bool rows_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
+              bool check, const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
+  RowsF32<MR> r;
+  for (int i = 0; i < MR; ++i) {
+    r.x[i] = x + (m + i) * k;
+    for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0.0f;
+    r.tail[i] = r.pad[i];
+  }
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR)
+    if (!tile_f32<Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+  for (; n < n1; ++n)
+    if (!tile_f32<Dec, MR, 1>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+  return true;
+}
+
+template <class Dec>
+bool gemm_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k);
+  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
+    const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
+    for (int64_t m = t.m0; m < t.m1;) {
+      const int64_t left = t.m1 - m;
+      const bool check = m == t.m0;
+      bool ok;
+      if (left >= 4) {
+        ok = rows_f32<Dec, 4, 2>(dec, x, w, k, m, p0, p1, check, e);
+        m += 4;
+      } else if (left >= 2) {
+        ok = rows_f32<Dec, 2, 2>(dec, x, w, k, m, p0, p1, check, e);
+        m += 2;
+      } else {
+        ok = rows_f32<Dec, 1, 4>(dec, x, w, k, m, p0, p1, check, e);
+        m += 1;
+      }
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+#undef BITOPS_PIN
+
+}  // namespace
+}  // namespace bitops::cpu::avx2

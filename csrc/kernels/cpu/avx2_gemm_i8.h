@@ -1,0 +1,161 @@
+// The int8 path for many rows of x (compute-bound): decode a panel of weight
+// rows into unsigned codes ONCE (one byte per weight, in K order), then run a
+// plain u8 x s8 register-blocked GEMM over it, so decoding costs nothing per
+// row of x and the inner loop is only loads, vpmaddubsw and vpaddw:
+//
+//   for each panel of kPanelRows weight rows (codes: L2-resident)
+//     for each 3 rows of x
+//       for each K chunk of 1024 weights (3 rows of x: 3 KiB, L1-resident)
+//         for each 4 weight rows: 3 x 4 int16 partial sums -> int32 tile sums
+//
+// 3 x 4 (12 accumulators, 4 code registers) measured ~10% faster than 4 x 2,
+// 4 x 3 or 6 x 2 here: fewer loads per vpmaddubsw, still no spills.
+//
+// Include only from an avx2_*.cpp, after avx2_dot.h (same rules).
+#pragma once
+
+namespace bitops::cpu::avx2 {
+namespace {
+
+constexpr int64_t kPanelRows = 64;        // decoded: 64 rows x K bytes (256 KiB at K = 4096)
+constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (avx2_dot.h) wins
+constexpr int kGemmMR = 3, kGemmNR = 4;
+
+// Decodes weight rows [n0, n1) into codes[(n - n0) * kp + k] (kp = K rounded up
+// to whole blocks; padding codes are 0 and meet zero activations). False on code 3.
+template <class Dec>
+bool decode_panel(const Dec& dec, const uint8_t* w, int64_t rb, int64_t k, int64_t n0, int64_t n1, uint8_t* codes) {
+  const int64_t full = k / kBlock, rem = k % kBlock, kp = (full + (rem ? 1 : 0)) * kBlock;
+  __m256i seen = _mm256_setzero_si256();
+  const __m256i tail_keep = Dec::check_mask(rem);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = w + n * rb;
+    uint8_t* dst = codes + (n - n0) * kp;
+    for (int64_t b = 0; b < kp / kBlock; ++b) {
+      const __m256i v = dec.load(row, b);
+      if (b < full)
+        seen = _mm256_or_si256(seen, _mm256_and_si256(Dec::bad_codes(v), Dec::check_mask(kBlock)));
+      else
+        seen = _mm256_or_si256(seen, _mm256_and_si256(Dec::bad_codes(v), tail_keep));
+      for (int q = 0; q < 4; ++q)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + 32 * q), dec.codes(v, q));
+    }
+  }
+  return _mm256_testz_si256(seen, seen);
+}
+
+// acc[i][j] += codes(c[j]) . x[i] over `blocks` blocks (<= kFlushBlocks: int16 cannot overflow).
+template <int MR, int NR>
+inline void dot_codes(const uint8_t* const* c, const int8_t* const* x, int64_t blocks, __m256i* acc) {
+  __m256i part[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) part[i][j] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < 4 * blocks; ++s) {  // 32 codes at a time
+    __m256i cv[NR];
+    for (int j = 0; j < NR; ++j) cv[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(c[j] + 32 * s));
+    for (int i = 0; i < MR; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + 32 * s));
+      for (int j = 0; j < NR; ++j) {
+        part[i][j] = _mm256_add_epi16(part[i][j], _mm256_maddubs_epi16(cv[j], xv));
+        asm("" : "+x"(part[i][j]));  // keep the add chain in order (see avx2_dot.h)
+      }
+    }
+  }
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j)
+      acc[i * NR + j] = _mm256_add_epi32(acc[i * NR + j], _mm256_madd_epi16(part[i][j], ones16));
+}
+
+// Rows [m, m + MR) of x against the decoded panel rows [0, np) (output rows p0 + j).
+// noinline: inlined into a caller with live decoder constants, GCC spilled the
+// 12 accumulators (measured 1.6x slower in the binary kernel).
+template <int MR>
+__attribute__((noinline)) void panel_rows(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
+                const int64_t* sums, int64_t k, int64_t m, int64_t m0, int64_t p0, int64_t scale, const Epilogue& e,
+                __m256i* acc /* [np][MR] */) {
+  const int64_t full = k / kBlock, blocks = kp / kBlock;
+  for (int64_t a = 0; a < np * MR; ++a) acc[a] = _mm256_setzero_si256();
+  const int8_t* x[MR];
+  const int8_t* xt[MR];
+  for (int i = 0; i < MR; ++i) {
+    x[i] = xq + (m + i) * k;
+    xt[i] = tails + (m + i - m0) * kBlock;
+  }
+  for (int64_t b0 = 0; b0 < blocks; b0 += kFlushBlocks) {
+    const int64_t b1 = b0 + kFlushBlocks < full ? b0 + kFlushBlocks : full;  // whole blocks of x in place
+    const int8_t* xc[MR];
+    for (int i = 0; i < MR; ++i) xc[i] = x[i] + b0 * kBlock;
+    int64_t j = 0;
+    for (; j + kGemmNR <= np; j += kGemmNR) {
+      const uint8_t* c[kGemmNR];
+      for (int jj = 0; jj < kGemmNR; ++jj) c[jj] = codes + (j + jj) * kp + b0 * kBlock;
+      __m256i t[MR * kGemmNR];
+      for (int i = 0; i < MR; ++i)
+        for (int jj = 0; jj < kGemmNR; ++jj) t[i * kGemmNR + jj] = acc[(j + jj) * MR + i];
+      if (b1 > b0) dot_codes<MR, kGemmNR>(c, xc, b1 - b0, t);
+      if (b1 < b0 + kFlushBlocks && b1 < blocks) {  // this chunk holds the zero-padded tail block
+        for (int jj = 0; jj < kGemmNR; ++jj) c[jj] = codes + (j + jj) * kp + full * kBlock;
+        dot_codes<MR, kGemmNR>(c, xt, 1, t);
+      }
+      for (int i = 0; i < MR; ++i)
+        for (int jj = 0; jj < kGemmNR; ++jj) acc[(j + jj) * MR + i] = t[i * kGemmNR + jj];
+    }
+    for (; j < np; ++j) {
+      const uint8_t* c[1] = {codes + j * kp + b0 * kBlock};
+      __m256i t[MR];
+      for (int i = 0; i < MR; ++i) t[i] = acc[j * MR + i];
+      if (b1 > b0) dot_codes<MR, 1>(c, xc, b1 - b0, t);
+      if (b1 < b0 + kFlushBlocks && b1 < blocks) {
+        c[0] = codes + j * kp + full * kBlock;
+        dot_codes<MR, 1>(c, xt, 1, t);
+      }
+      for (int i = 0; i < MR; ++i) acc[j * MR + i] = t[i];
+    }
+  }
+  for (int64_t j = 0; j < np; ++j)
+    for (int i = 0; i < MR; ++i)
+      store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * hsum_epi32(acc[j * MR + i]) - sums[m + i - m0]));
+}
+
+template <class Dec>
+bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
+  const int64_t kp = (full + (rem ? 1 : 0)) * kBlock, rows = t.m1 - t.m0;
+  // One allocation: decoded panel, zero-padded x tails, x row sums, int32 tile sums.
+  const int64_t codes_bytes = kPanelRows * kp, tails_bytes = (rows * kBlock + 63) / 64 * 64;
+  const int64_t sums_bytes = (rows * 8 + 63) / 64 * 64, acc_bytes = kPanelRows * kGemmMR * 32;
+  uint8_t* mem = static_cast<uint8_t*>(std::aligned_alloc(64, codes_bytes + tails_bytes + sums_bytes + acc_bytes));
+  if (!mem) return gemm_i8(dec, xq, w, k, t, e);  // no memory: the path that needs none
+  uint8_t* codes = mem;
+  int8_t* tails = reinterpret_cast<int8_t*>(mem + codes_bytes);
+  int64_t* sums = reinterpret_cast<int64_t*>(mem + codes_bytes + tails_bytes);
+  __m256i* acc = reinterpret_cast<__m256i*>(mem + codes_bytes + tails_bytes + sums_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int8_t* x = xq + (t.m0 + r) * k;
+    sums[r] = row_sum_i8(x, k);
+    for (int64_t c = 0; c < kBlock; ++c) tails[r * kBlock + c] = c < rem ? x[full * kBlock + c] : 0;
+  }
+  bool ok = true;
+  for (int64_t p0 = t.n0; p0 < t.n1 && ok; p0 += kPanelRows) {
+    const int64_t np = p0 + kPanelRows < t.n1 ? kPanelRows : t.n1 - p0;
+    ok = decode_panel(dec, w, rb, k, p0, p0 + np, codes);
+    if (!ok) break;
+    int64_t m = t.m0;
+    for (; m + kGemmMR <= t.m1; m += kGemmMR)
+      panel_rows<kGemmMR>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
+    for (; m < t.m1; ++m) panel_rows<1>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
+  }
+  std::free(mem);
+  return ok;
+}
+
+// The int8 entry point: decode once per panel for many rows, on the fly for few.
+template <class Dec>
+bool linear_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  if (t.m1 - t.m0 >= kDecodedMinRows) return gemm_i8_decoded(dec, xq, w, k, t, e);
+  return gemm_i8(dec, xq, w, k, t, e);
+}
+
+}  // namespace
+}  // namespace bitops::cpu::avx2
