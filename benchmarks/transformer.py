@@ -312,7 +312,8 @@ def machine_info() -> dict:
                 python=platform.python_version())
 
 
-def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: str) -> str:
+def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: str, machine: dict | None = None) -> str:
+    machine = machine or machine_info()
     f, b = results["float"], results["bitlinear"]
     rows = [
         ("final validation loss (nats/byte)", f"{f['final_val_loss']:.4f}", f"{b['final_val_loss']:.4f}"),
@@ -327,7 +328,7 @@ def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: s
     lines = [
         f"# Float vs BitLinear Transformer ({tag})",
         "",
-        f"Machine: {json.dumps(machine_info())}",
+        f"Machine: {json.dumps(machine)}",
         f"Model: {json.dumps(asdict(cfg))}; training: {json.dumps(asdict(args))}",
         f"Corpus: Python {platform.python_version()} standard-library docstrings, "
         f"{f['corpus_train_bytes']} train / {f['corpus_val_bytes']} validation bytes.",
@@ -352,7 +353,7 @@ def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: s
     with open(os.path.join(out_dir, f"transformer_{tag}.md"), "w") as fh:
         fh.write(text)
     with open(os.path.join(out_dir, f"transformer_{tag}.json"), "w") as fh:
-        json.dump(dict(machine=machine_info(), config=asdict(cfg), args=asdict(args), results=results), fh, indent=1)
+        json.dump(dict(machine=machine, config=asdict(cfg), args=asdict(args), results=results), fh, indent=1)
     try:
         import matplotlib
 
@@ -383,14 +384,22 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a tiny run for CI (seconds)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--report-only", metavar="JSON", help="re-render the report and plot from a saved run")
     opts = parser.parse_args(argv)
+    if opts.report_only:
+        with open(opts.report_only) as fh:
+            saved = json.load(fh)
+        tag = "quick" if "quick" in os.path.basename(opts.report_only) else "full"
+        print(write_report(saved["results"], Config(**saved["config"]), RunArgs(**saved["args"]), opts.out, tag,
+                           saved.get("machine")))
+        return saved["results"]
     if opts.quick:
         cfg = Config(layers=2, width=64, heads=2, context=32)
         args = RunArgs(steps=opts.steps or 30, batch_size=8, lr=3e-3, eval_every=15, eval_batches=2,
                        corpus_bytes=200_000, gen_tokens=16)
     else:
         cfg = Config()
-        args = RunArgs(steps=opts.steps or 1500, batch_size=32, lr=2e-3, eval_every=100, eval_batches=10,
+        args = RunArgs(steps=opts.steps or 600, batch_size=16, lr=2e-3, eval_every=50, eval_batches=8,
                        corpus_bytes=4_000_000, gen_tokens=96)
     ctx = mp.get_context("spawn")
     results = {}
