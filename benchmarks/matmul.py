@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -506,6 +507,7 @@ def main(argv=None) -> int:
                         "benchmarks/results/quick or /smoke otherwise, so the committed full results stay)")
     p.add_argument("--threads", help="comma-separated thread counts (default: torch's, and 1 in the full run)")
     p.add_argument("--no-bf16", action="store_true", help="skip torch bf16")
+    p.add_argument("--no-cuda", action="store_true", help="skip the GPU part even when a GPU and bitops' CUDA kernels are there")
     args = p.parse_args(argv)
     if args.out is None:
         args.out = RESULTS / "quick" if args.quick else RESULTS / "smoke" if args.smoke else RESULTS
@@ -523,6 +525,12 @@ def main(argv=None) -> int:
     print(md)
     print(f"wrote {args.out / 'matmul_cpu.json'}, {args.out / 'matmul_cpu.md'}"
           + "".join(f", {f}" for f in files) + f" in {res['wall_s']:.0f} s")
+    if not args.no_cuda and torch.cuda.is_available() and bitops.backend("cuda") == "cuda":
+        # The GPU comparison (packed vs bf16 cuBLAS, CUDA events and graphs) lives in its own script;
+        # run it in a fresh process so its timings do not share this one's state.
+        cmd = [sys.executable, str(Path(__file__).with_name("cuda_matmul.py")), "--out", str(args.out)]
+        print("GPU found: running", " ".join(cmd + (["--quick"] if args.quick or args.smoke else [])), flush=True)
+        return subprocess.call(cmd + (["--quick"] if args.quick or args.smoke else []))
     return 0
 
 
