@@ -214,11 +214,15 @@ def test_ternary_corrupt_code_raises(op, k, m):
             bitops.ternary_linear(x, packed, torch.tensor(1.0), act_bits=None)
 
 
-@pytest.mark.parametrize("m", [1, 5, 9])
+@pytest.mark.parametrize("m", [1, 5, 9, 12])
 @pytest.mark.parametrize("xval", [-128, 127])
 @pytest.mark.parametrize("wval", [-1, 1])
 def test_int16_partial_sums_never_saturate(m, xval, wval):
-    """The extreme case for the int16 partial sums (code 2 or 0 times -128 or 127 over a long K)."""
+    """The extreme case for the int16 partial sums (code 2 or 0 times -128 or 127 over a long K).
+
+    With x = -128 and w = +1 the decoded GEMM's int16 lanes (m >= 8) reach exactly -32768
+    before each flush; one more vpmaddubsw per flush would wrap.
+    """
     k = 4 * 1024 + 129
     xq = torch.full((m, k), xval, dtype=torch.int8)
     packed = ref.pack_ternary(torch.full((3, k), wval, dtype=torch.int8))
