@@ -547,7 +547,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.out is None:
         args.out = RESULTS / "quick" if args.quick else RESULTS / "smoke" if args.smoke else RESULTS
-    if bitops.backend() not in ("cpu-avx2", "cpu-scalar"):
+    if bitops.backend() not in ("cpu-avx512vnni", "cpu-avx2", "cpu-scalar"):
         print(f"warning: bitops runs on '{bitops.backend()}' (no native CPU kernels): packed timings are the oracle's")
     t0 = time.time()
     res = run(args)

@@ -31,7 +31,8 @@ def has_cuda_kernels() -> bool:
 def backend(device: str | torch.device = "cpu") -> str:
     """Which implementation runs bitops ops for tensors on ``device``.
 
-    ``"cpu-avx2"`` or ``"cpu-scalar"`` (native CPU kernels, chosen by cpuid and ``BITOPS_ISA``),
+    ``"cpu-avx512vnni"``, ``"cpu-avx2"`` or ``"cpu-scalar"`` (native CPU kernels, chosen by cpuid
+    and capped by ``BITOPS_ISA=avx2`` or ``=scalar``),
     ``"cuda"`` (native CUDA kernels) or ``"reference"`` (the pure-torch oracle).
     """
     kind = torch.device(device).type

@@ -1,7 +1,9 @@
-"""The native CPU kernels (AVX2 and portable) against the pure-torch oracle, bit for bit.
+"""The native CPU kernels (AVX-512 VNNI, AVX2, portable) against the pure-torch oracle, bit for bit.
 
-This module runs once in-process (the kernels cpuid picks: AVX2 here) and once more in a
-subprocess with ``BITOPS_ISA=scalar`` (the portable path), see ``test_portable_path``.
+This module runs once in-process (the kernels cpuid picks) and once more in a subprocess for
+every lesser set this CPU runs: ``BITOPS_ISA=avx2`` (when the default is the AVX-512 VNNI set,
+whose many-row int8 GEMMs differ) and ``BITOPS_ISA=scalar`` (the portable path), see
+``test_avx2_path`` and ``test_portable_path``.
 Shapes are fuzzed where the kernels have edges: K = 1, odd K, K around the 128-weight ternary
 block and the 256-bit binary unit, M = 0 and 1 and around the 4-row micro-tile, N = 1;
 values include the int8 extremes -128 and 127 (maddubs saturation), all-zero rows and
@@ -26,7 +28,8 @@ from bitops import reference as ref
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = bitops.backend()
-pytestmark = pytest.mark.skipif(BACKEND not in ("cpu-avx2", "cpu-scalar"), reason="native CPU kernels not built")
+NATIVE = ("cpu-avx512vnni", "cpu-avx2", "cpu-scalar")
+pytestmark = pytest.mark.skipif(BACKEND not in NATIVE, reason="native CPU kernels not built")
 
 EXAMPLES = int(os.environ.get("BITOPS_TEST_EXAMPLES", "200"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -306,20 +309,34 @@ def test_binary_linear_sign(m, n, k, seed):
 # --------------------------------------------------------------------------- both paths, benchmark
 
 
-def test_portable_path():
-    """Everything above again, in a subprocess forced onto the portable kernels."""
-    if os.environ.get("BITOPS_ISA") == "scalar":
-        assert BACKEND == "cpu-scalar"
-        return
-    env = dict(os.environ, BITOPS_ISA="scalar", BITOPS_TEST_EXAMPLES=str(EXAMPLES))
+def run_module_with_isa(isa: str) -> None:
+    env = dict(os.environ, BITOPS_ISA=isa, BITOPS_TEST_EXAMPLES=str(EXAMPLES))
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
+def test_portable_path():
+    """Everything above again, in a subprocess forced onto the portable kernels."""
+    if os.environ.get("BITOPS_ISA") in ("scalar", "avx2"):  # a subprocess of this test or the next
+        assert BACKEND == f"cpu-{os.environ['BITOPS_ISA']}"
+        return
+    run_module_with_isa("scalar")
+
+
+def test_avx2_path():
+    """On a CPU with AVX-512 VNNI: everything above again on the plain AVX2 set."""
+    if os.environ.get("BITOPS_ISA") in ("scalar", "avx2"):
+        assert BACKEND == f"cpu-{os.environ['BITOPS_ISA']}"
+        return
+    if BACKEND != "cpu-avx512vnni":
+        pytest.skip(f"this CPU runs {BACKEND}: the in-process run above already is the AVX2 (or portable) path")
+    run_module_with_isa("avx2")
+
+
 def test_matmul_benchmark_smoke(tmp_path):
     """benchmarks/matmul.py --smoke runs end to end and writes its JSON and markdown."""
-    if os.environ.get("BITOPS_ISA") == "scalar":
+    if os.environ.get("BITOPS_ISA") in ("scalar", "avx2"):
         pytest.skip("benchmarks are checked on the default path")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "matmul.py"), "--smoke", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

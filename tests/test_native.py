@@ -29,7 +29,7 @@ def float_path_bound(x, w_float, scale, y_ref):
 
 
 def test_backend_is_native():
-    assert bitops.backend() in ("cpu-avx2", "cpu-scalar")
+    assert bitops.backend() in ("cpu-avx512vnni", "cpu-avx2", "cpu-scalar")
 
 
 @given(m=ms, k=ks, seed=seeds, kind=st.sampled_from(["normal", "wide", "zero_rows"]))

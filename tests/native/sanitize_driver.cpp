@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../../csrc/kernels/cpu/cpu_kernels.h"
+#include "../../csrc/kernels/cpu/vnni_kernels.h"
 #include "reference.h"
 
 namespace {
@@ -438,6 +439,8 @@ int main(int argc, char** argv) {
 
   std::vector<const KernelTable*> tables{&bitops::cpu::scalar_kernels()};
   if (bitops::cpu::avx2_kernels() && cpu_has_avx2()) tables.push_back(bitops::cpu::avx2_kernels());
+  if (bitops::cpu::avx512vnni_kernels() && cpu_has_avx2() && bitops::cpu::vnni::usable())
+    tables.push_back(bitops::cpu::avx512vnni_kernels());
   std::printf("sanitize: seed %llu, tables:", (unsigned long long)seed);
   for (auto* t : tables) std::printf(" %s", t->name);
   std::printf("%s\n", bitops::cpu::avx2_kernels() ? "" : " (no AVX2 set compiled in)");

@@ -1,6 +1,7 @@
-// The AVX2 kernel table. This file is portable code: it only collects the
+// The AVX2 kernel tables. This file is portable code: it only collects the
 // addresses of the AVX2 functions (avx2_*.cpp); dispatch.cpp calls them only
-// after cpuid has confirmed AVX2 and FMA.
+// after cpuid has confirmed AVX2 and FMA (and, for "cpu-avx512vnni", whose
+// many-row int8 GEMMs run their inner loop on AVX-512 VNNI, that ISA too).
 #include "avx2_kernels.h"
 
 namespace bitops::cpu {
@@ -17,6 +18,21 @@ const KernelTable* avx2_kernels() {
       avx2::binary_gemm_f32,
       avx2::binary_gemm_bits,
   };
+  return &table;
+#else
+  return nullptr;
+#endif
+}
+
+const KernelTable* avx512vnni_kernels() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const KernelTable table = [] {
+    KernelTable t = *avx2_kernels();  // everything else is the AVX2 set
+    t.name = "cpu-avx512vnni";
+    t.ternary_gemm_i8 = avx2::ternary_gemm_i8_vnni;
+    t.binary_gemm_i8 = avx2::binary_gemm_i8_vnni;
+    return t;
+  }();
   return &table;
 #else
   return nullptr;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include "avx2_kernels.h"
+#include "vnni_kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -153,6 +154,10 @@ void bits_rows(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int
 
 void binary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
   linear_i8(BinaryDecoder{}, xq, w, k, t, e);
+}
+
+void binary_gemm_i8_vnni(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  linear_i8(BinaryDecoder{}, xq, w, k, t, e, /*vnni=*/true);
 }
 
 void binary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {

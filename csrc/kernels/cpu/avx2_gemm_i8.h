@@ -130,8 +130,28 @@ __attribute__((noinline)) void panel_rows(const uint8_t* codes, int64_t kp, int6
       store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * hsum_epi32(acc[j * MR + i]) - sums[m + i - m0]));
 }
 
+// The decoded panel against rows [m, m + mr) of x with the AVX-512 VNNI kernel
+// (vnni_kernels.h), then the same epilogue as panel_rows.
+inline void panel_rows_vnni(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
+                            const int64_t* sums, int64_t k, int64_t m, int mr, int64_t m0, int64_t p0, int64_t scale,
+                            const Epilogue& e) {
+  const int8_t* x[vnni::kMaxRows];
+  const int8_t* xt[vnni::kMaxRows];
+  for (int i = 0; i < mr; ++i) {
+    x[i] = xq + (m + i) * k;
+    xt[i] = tails + (m + i - m0) * kBlock;
+  }
+  int64_t dots[kPanelRows * vnni::kMaxRows];
+  vnni::panel_dots(codes, kp, np, x, xt, k / kBlock, mr, dots);
+  for (int64_t j = 0; j < np; ++j)
+    for (int i = 0; i < mr; ++i)
+      store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * dots[j * mr + i] - sums[m + i - m0]));
+}
+
+// vnni: use the AVX-512 VNNI inner kernel (only from the "cpu-avx512vnni" table).
 template <class Dec>
-bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
+                     bool vnni) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
   const int64_t kp = (full + (rem ? 1 : 0)) * kBlock, rows = t.m1 - t.m0;
   // One allocation: decoded panel, zero-padded x tails, x row sums, int32 tile sums.
@@ -154,6 +174,13 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
     ok = decode_panel(dec, w, rb, k, p0, p0 + np, codes);
     if (!ok) break;
     int64_t m = t.m0;
+    if (vnni) {
+      for (; m < t.m1; m += vnni::kMaxRows) {
+        const int mr = t.m1 - m < vnni::kMaxRows ? static_cast<int>(t.m1 - m) : vnni::kMaxRows;
+        panel_rows_vnni(codes, kp, np, xq, tails, sums, k, m, mr, t.m0, p0, Dec::kScale, e);
+      }
+      continue;
+    }
     for (; m + kGemmMR <= t.m1; m += kGemmMR)
       panel_rows<kGemmMR>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
     for (; m < t.m1; ++m) panel_rows<1>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
@@ -164,8 +191,9 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
 
 // The int8 entry point: decode once per panel for many rows, on the fly for few.
 template <class Dec>
-bool linear_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  if (t.m1 - t.m0 >= kDecodedMinRows) return gemm_i8_decoded(dec, xq, w, k, t, e);
+bool linear_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
+               bool vnni = false) {
+  if (t.m1 - t.m0 >= kDecodedMinRows) return gemm_i8_decoded(dec, xq, w, k, t, e, vnni);
   return gemm_i8(dec, xq, w, k, t, e);
 }
 

@@ -9,6 +9,9 @@ namespace bitops::cpu::avx2 {
 void quantize_rows(const float* x, int64_t k, int64_t m0, int64_t m1, int8_t* xq, float* s);
 void binarize_rows(const float* x, int64_t k, int64_t m0, int64_t m1, uint8_t* bits, float* s);
 bool ternary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
+// The same with the AVX-512 VNNI inner kernel for many rows (vnni_kernels.h).
+bool ternary_gemm_i8_vnni(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
+void binary_gemm_i8_vnni(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 bool ternary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 void binary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 void binary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);

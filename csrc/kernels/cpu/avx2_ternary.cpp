@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include "avx2_kernels.h"
+#include "vnni_kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -65,6 +66,10 @@ struct TernaryDecoder {
 
 bool ternary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
   return linear_i8(TernaryDecoder{}, xq, w, k, t, e);
+}
+
+bool ternary_gemm_i8_vnni(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  return linear_i8(TernaryDecoder{}, xq, w, k, t, e, /*vnni=*/true);
 }
 
 bool ternary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {

@@ -31,7 +31,7 @@ using BinaryGemmF32Fn = void (*)(const float* x, const uint8_t* w, int64_t k, Ti
 using BinaryGemmBitsFn = void (*)(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 
 struct KernelTable {
-  const char* name;  // "cpu-avx2" or "cpu-scalar"
+  const char* name;  // "cpu-avx512vnni", "cpu-avx2" or "cpu-scalar"
   QuantizeRowsFn quantize_rows;
   BinarizeRowsFn binarize_rows;
   TernaryGemmI8Fn ternary_gemm_i8;
@@ -44,9 +44,11 @@ struct KernelTable {
 // The portable kernels (scalar.cpp) and, where compiled, the AVX2 ones (avx2.cpp).
 const KernelTable& scalar_kernels();
 const KernelTable* avx2_kernels();  // nullptr when not compiled in
+// The AVX2 set with the many-row int8 GEMMs on AVX-512 VNNI (avx512_vnni.cpp).
+const KernelTable* avx512vnni_kernels();  // nullptr when not compiled in
 
-// Chosen once, at first use: AVX2 when the CPU has it, unless the environment
-// variable BITOPS_ISA=scalar asks for the portable path.
+// Chosen once, at first use: the best set the CPU runs (AVX-512 VNNI, AVX2,
+// portable), capped by the environment variable BITOPS_ISA=avx2 or =scalar.
 const KernelTable& active_kernels();
 
 // Packing (not on the hot path: portable code only). Rows [n0, n1) of an [N, K] int8 tensor.

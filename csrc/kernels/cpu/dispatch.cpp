@@ -1,8 +1,10 @@
-// Picks the kernel set once per process: AVX2 when the CPU supports it,
-// unless BITOPS_ISA=scalar forces the portable path (tests cover both).
+// Picks the kernel set once per process: the best the CPU runs (AVX-512 VNNI,
+// AVX2, portable), unless BITOPS_ISA=avx2 or BITOPS_ISA=scalar caps it (the
+// tests run every set this machine has).
 #include <cstdlib>
 #include <cstring>
 #include "cpu_kernels.h"
+#include "vnni_kernels.h"
 
 namespace bitops::cpu {
 namespace {
@@ -18,9 +20,11 @@ bool cpu_has_avx2() {
 
 const KernelTable& choose() {
   const char* forced = std::getenv("BITOPS_ISA");
-  const bool want_scalar = forced && std::strcmp(forced, "scalar") == 0;
-  if (!want_scalar && avx2_kernels() && cpu_has_avx2()) return *avx2_kernels();
-  return scalar_kernels();
+  const bool cap_scalar = forced && std::strcmp(forced, "scalar") == 0;
+  const bool cap_avx2 = forced && std::strcmp(forced, "avx2") == 0;
+  if (cap_scalar || !avx2_kernels() || !cpu_has_avx2()) return scalar_kernels();
+  if (!cap_avx2 && avx512vnni_kernels() && vnni::usable()) return *avx512vnni_kernels();
+  return *avx2_kernels();
 }
 
 }  // namespace
