@@ -158,6 +158,33 @@ double maddubs_per_second(double seconds_budget, double (*clock)()) {
   return 12.0 * iters / dt;
 }
 
+// The AVX-512 VNNI rate: 12 independent vpdpbusd zmm per round (64 MACs each),
+// the cpu-avx512vnni set's inner instruction. 0 where the CPU lacks it.
+#define BITOPS_DP(a) "vpdpbusd %13, %12, %" #a "\n\t"
+__attribute__((noinline, target("avx512f,avx512bw,avx512vnni"))) void dpbusd_rounds(int64_t rounds) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  __m512i a8 = a0, a9 = a0, a10 = a0, a11 = a0, codes = _mm512_set1_epi8(2), x = _mm512_set1_epi8(1);
+  for (int64_t r = 0; r < rounds; ++r)
+    asm volatile(BITOPS_DP(0) BITOPS_DP(1) BITOPS_DP(2) BITOPS_DP(3) BITOPS_DP(4) BITOPS_DP(5) BITOPS_DP(6)
+                 BITOPS_DP(7) BITOPS_DP(8) BITOPS_DP(9) BITOPS_DP(10) BITOPS_DP(11)
+                 : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8),
+                   "+v"(a9), "+v"(a10), "+v"(a11)
+                 : "v"(codes), "v"(x));
+}
+#undef BITOPS_DP
+
+double vnni_macs_per_second(double seconds_budget, double (*clock)()) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vnni")) return 0;
+  int64_t iters = 0;
+  const double t0 = clock();
+  while (clock() - t0 < seconds_budget) {
+    dpbusd_rounds(100000);
+    iters += 100000;
+  }
+  return 12.0 * 64 * iters / (clock() - t0);
+}
+
 }  // namespace variants
 
 #pragma GCC pop_options
@@ -242,9 +269,10 @@ int main(int argc, char** argv) {
     if (std::memcmp(ref.data(), out.data(), m * n * 4) != 0) std::printf("MISMATCH %s\n", what);
   };
   const double hz = clock_hz(), mps = variants::maddubs_per_second(0.3, now);
+  const double vnni = variants::vnni_macs_per_second(0.3, now);
   std::printf("{\"n\": %lld, \"k\": %lld, \"layers\": %lld, \"clock_ghz\": %.3f, \"maddubs_per_cycle\": %.3f, "
-              "\"int8_peak_gmacs_per_core\": %.1f, \"results\": [\n",
-              (long long)n, (long long)k, (long long)layers, hz / 1e9, mps / hz, 32 * mps / 1e9);
+              "\"int8_peak_gmacs_per_core\": %.1f, \"vnni_peak_gmacs_per_core\": %.1f, \"results\": [\n",
+              (long long)n, (long long)k, (long long)layers, hz / 1e9, mps / hz, 32 * mps / 1e9, vnni / 1e9);
   for (int64_t m : {int64_t(1), m_gemm}) {
     const double macs = double(m) * n * k;
     double tm = best_time([&](int r) { t->ternary_gemm_i8(xq.data(), packed[r % layers].data(), k, {0, m, 0, n}, e); }, reps);

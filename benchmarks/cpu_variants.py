@@ -76,7 +76,9 @@ def markdown(res: dict) -> str:
         "# AVX2 ternary x int8 kernels compared (one thread, CPU time, best of repeated calls)",
         "",
         f"Machine: {res['cpu']}; core clock measured {res['clock_ghz']:.2f} GHz; vpmaddubsw issue rate "
-        f"{res['maddubs_per_cycle']:.2f}/cycle = int8 peak {res['int8_peak_gmacs_per_core']:.0f} GMAC/s per core. "
+        f"{res['maddubs_per_cycle']:.2f}/cycle = int8 peak {res['int8_peak_gmacs_per_core']:.0f} GMAC/s per core"
+        + (f"; AVX-512 VNNI (vpdpbusd zmm) peak {res['vnni_peak_gmacs_per_core']:.0f} GMAC/s per core"
+           if res.get("vnni_peak_gmacs_per_core") else "") + ". "
         f"Load average during the run: {res['load_average']}.",
         "",
         "| shape (N x K) | weights | M | " + " | ".join(DESCRIPTIONS) + " |",
@@ -114,6 +116,7 @@ def main(argv=None) -> int:
         "clock_ghz": head["clock_ghz"],
         "maddubs_per_cycle": head["maddubs_per_cycle"],
         "int8_peak_gmacs_per_core": head["int8_peak_gmacs_per_core"],
+        "vnni_peak_gmacs_per_core": head["vnni_peak_gmacs_per_core"],
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "cases": cases,
         "conclusion": conclusion(cases),

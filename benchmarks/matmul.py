@@ -16,8 +16,8 @@ spoils one round's pair instead of one method's whole figure.
 4x the last-level cache, as in a real model where each layer's weights come from memory;
 "hot" reuses one matrix. The floor is what the hardware allows: for M = 1 (cold) the weight
 bytes over the read bandwidth measured in this run with the same threads; for M > 1 and the
-int8 kernels, the multiply-adds over the AVX2 int8 peak (vpmaddubsw rate measured by
-benchmarks/cpu_variants.py, 32 MACs each).
+int8 kernels, the multiply-adds over the int8 peak (vpmaddubsw or vpdpbusd rate measured by
+benchmarks/cpu_variants.py, 32 or 64 MACs each).
 
 Writes matmul_cpu.json, matmul_cpu.md and PNG plots to --out (the full run: benchmarks/results;
 --quick and --smoke: a subfolder of it, so they never overwrite the committed full results).
@@ -88,14 +88,17 @@ def nominal_ghz() -> float:
 
 
 def int8_peak_per_core(machine: dict) -> tuple:
-    """AVX2 int8 MAC/s per core: measured by benchmarks/cpu_variants.py on this CPU when its
-    results are there (vpmaddubsw issue rate x 32 MACs x measured clock), else 2 vpmaddubsw per
-    cycle at the nominal clock."""
+    """The int8 MAC/s per core of the instruction the active kernel set multiplies with:
+    vpdpbusd (zmm, 64 MACs) for cpu-avx512vnni, vpmaddubsw + vpaddw (32 MACs) otherwise, as
+    measured by benchmarks/cpu_variants.py on this CPU when its results are there, else
+    2 vpmaddubsw per cycle at the nominal clock."""
     measured = RESULTS / "cpu_variants.json"
     try:
         v = json.loads(measured.read_text())
         if v.get("cpu") == machine["cpu"]:
-            return v["int8_peak_gmacs_per_core"] * 1e9, f"measured ({measured.name})"
+            if machine["isa"] == "cpu-avx512vnni" and v.get("vnni_peak_gmacs_per_core"):
+                return v["vnni_peak_gmacs_per_core"] * 1e9, f"vpdpbusd, measured ({measured.name})"
+            return v["int8_peak_gmacs_per_core"] * 1e9, f"vpmaddubsw, measured ({measured.name})"
     except (OSError, ValueError, KeyError):
         pass
     return 64 * machine["nominal_ghz"] * 1e9, "2 vpmaddubsw/cycle at the nominal clock"
@@ -374,7 +377,7 @@ def markdown(res: dict) -> str:
         "p10/p90 and the best call are in the JSON).",
         "Read bandwidth in this run (best of a probe at the start and one at the end): "
         + ", ".join(f"{v:.1f} GB/s ({t} thread{'s' if t != '1' else ''})" for t, v in res["read_bandwidth_gbps"].items())
-        + "; AVX2 int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
+        + "; int8 peak: " + ", ".join(f"{v:.0f} GMAC/s ({t}t)" for t, v in res["int8_peak_gmacs"].items())
         + f" ({res['int8_peak_source']}).",
         "",
         f"bf16: {res['bf16']}.",
