@@ -128,96 +128,6 @@ inline void dot_blocks_i8(const Dec& dec, const int8_t* const* x, const uint8_t*
   if (kCheck) bad = _mm256_or_si256(bad, _mm256_and_si256(seen, check));
 }
 
-// MR rows of x, ready for the int8 micro-kernel: row pointers, sums, and the
-// K % 128 tail copied into zero-padded blocks (so no load passes the row end).
-template <int MR>
-struct RowsI8 {
-  const int8_t* x[MR];
-  const int8_t* tail[MR];
-  int64_t sum[MR];
-  alignas(32) int8_t pad[MR][kBlock];
-};
-
-template <class Dec, int MR, int NR>
-bool tile_i8(const Dec& dec, const RowsI8<MR>& r, const uint8_t* w, int64_t rb, int64_t k, int64_t m, int64_t n,
-             int64_t n_end, bool check, const Epilogue& e) {
-  const int64_t full = k / kBlock, rem = k % kBlock;
-  const Prefetch pf(MR, NR, w, rb, n, n_end, full);
-  const uint8_t* wr[NR];
-  const uint8_t* wt[NR];
-  for (int j = 0; j < NR; ++j) {
-    wr[j] = w + (n + j) * rb;
-    wt[j] = wr[j] + full * Dec::kBlockBytes;
-  }
-  __m256i acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
-  __m256i bad = _mm256_setzero_si256();
-  if (check) {
-    dot_blocks_i8<Dec, MR, NR, true>(dec, r.x, wr, full, acc, Dec::check_mask(kBlock), bad, pf.p, pf.step);
-    if (rem) dot_blocks_i8<Dec, MR, NR, true>(dec, r.tail, wt, 1, acc, Dec::check_mask(rem), bad);
-    if (!_mm256_testz_si256(bad, bad)) return false;
-  } else {
-    dot_blocks_i8<Dec, MR, NR, false>(dec, r.x, wr, full, acc, bad, bad, pf.p, pf.step);
-    if (rem) dot_blocks_i8<Dec, MR, NR, false>(dec, r.tail, wt, 1, acc, bad, bad);
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j)
-      store_int(e, m + i, n + j, static_cast<int32_t>(Dec::kScale * hsum_epi32(acc[i][j]) - r.sum[i]));
-  return true;
-}
-
-// Rows [m, m + MR) of x against weight rows [n0, n1).
-template <class Dec, int MR, int NR>
-bool rows_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
-             bool check, const Epilogue& e) {
-  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
-  RowsI8<MR> r;
-  for (int i = 0; i < MR; ++i) {
-    r.x[i] = xq + (m + i) * k;
-    r.sum[i] = row_sum_i8(r.x[i], k);
-    for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
-    r.tail[i] = r.pad[i];
-  }
-  int64_t n = n0;
-  for (; n + NR <= n1; n += NR)
-    if (!tile_i8<Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
-  for (; n < n1; ++n)
-    if (!tile_i8<Dec, MR, 1>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
-  return true;
-}
-
-// The whole tile: weight panels that fit in L2, rows of x four at a time.
-// Code 3 is looked for on the first pass over each panel only.
-template <class Dec>
-bool gemm_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  const int64_t rb = Dec::row_bytes(k);
-  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
-  for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
-    const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
-    for (int64_t m = t.m0; m < t.m1;) {
-      const int64_t left = t.m1 - m;
-      const bool check = m == t.m0;
-      bool ok;
-      if (left >= 4) {
-        ok = rows_i8<Dec, 4, 2>(dec, xq, w, k, m, p0, p1, check, e);
-        m += 4;
-      } else if (left == 3) {
-        ok = rows_i8<Dec, 3, 2>(dec, xq, w, k, m, p0, p1, check, e);
-        m += 3;
-      } else if (left == 2) {
-        ok = rows_i8<Dec, 2, 2>(dec, xq, w, k, m, p0, p1, check, e);
-        m += 2;
-      } else {
-        ok = rows_i8<Dec, 1, 4>(dec, xq, w, k, m, p0, p1, check, e);
-        m += 1;
-      }
-      if (!ok) return false;
-    }
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------- float path
 
 template <class Dec, int MR, int NR, bool kCheck>
@@ -243,16 +153,55 @@ inline void dot_blocks_f32(const Dec& dec, const float* const* x, const uint8_t*
   if (kCheck) bad = _mm256_or_si256(bad, _mm256_and_si256(seen, check));
 }
 
-template <int MR>
-struct RowsF32 {
-  const float* x[MR];
-  const float* tail[MR];
-  alignas(32) float pad[MR][kBlock];
+// ---------------------------------------------------------------- both paths
+
+// What the int8 and the float paths differ in: the accumulator, the block
+// product, each row's correction term and how a finished sum is stored.
+struct PathI8 {
+  using Scalar = int8_t;
+  using Acc = __m256i;
+  static Acc zero() { return _mm256_setzero_si256(); }
+  template <class Dec, int MR, int NR, bool kCheck>
+  static void dot(const Dec& dec, const int8_t* const* x, const uint8_t* const* w, int64_t blocks,
+                  Acc (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr, int64_t pf_step = 0) {
+    dot_blocks_i8<Dec, MR, NR, kCheck>(dec, x, w, blocks, acc, check, bad, pf, pf_step);
+  }
+  static int64_t row_sum(const int8_t* x, int64_t k) { return row_sum_i8(x, k); }  // dot = sum(code * x) - sum(x)
+  template <class Dec>
+  static void store(const Epilogue& e, int64_t m, int64_t n, Acc acc, int64_t row_sum) {
+    store_int(e, m, n, static_cast<int32_t>(Dec::kScale * hsum_epi32(acc) - row_sum));
+  }
 };
 
-template <class Dec, int MR, int NR>
-bool tile_f32(const Dec& dec, const RowsF32<MR>& r, const uint8_t* w, int64_t rb, int64_t k, int64_t m, int64_t n,
-              int64_t n_end, bool check, const Epilogue& e) {
+struct PathF32 {
+  using Scalar = float;
+  using Acc = __m256;
+  static Acc zero() { return _mm256_setzero_ps(); }
+  template <class Dec, int MR, int NR, bool kCheck>
+  static void dot(const Dec& dec, const float* const* x, const uint8_t* const* w, int64_t blocks,
+                  Acc (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr, int64_t pf_step = 0) {
+    dot_blocks_f32<Dec, MR, NR, kCheck>(dec, x, w, blocks, acc, check, bad, pf, pf_step);
+  }
+  static int64_t row_sum(const float*, int64_t) { return 0; }  // weights are decoded to -1, 0, +1 exactly
+  template <class Dec>
+  static void store(const Epilogue& e, int64_t m, int64_t n, Acc acc, int64_t) {
+    e.out[m * e.ldo + n] = epilogue_value(hsum_ps(acc), e, m, n);
+  }
+};
+
+// MR rows of x, ready for the micro-kernel: row pointers, row sums (int8), and
+// the K % 128 tail copied into zero-padded blocks (so no load passes the row end).
+template <class Scalar, int MR>
+struct Rows {
+  const Scalar* x[MR];
+  const Scalar* tail[MR];
+  int64_t sum[MR];
+  alignas(32) Scalar pad[MR][kBlock];
+};
+
+template <class Path, class Dec, int MR, int NR>
+bool tile(const Dec& dec, const Rows<typename Path::Scalar, MR>& r, const uint8_t* w, int64_t rb, int64_t k,
+          int64_t m, int64_t n, int64_t n_end, bool check, const Epilogue& e) {
   const int64_t full = k / kBlock, rem = k % kBlock;
   const Prefetch pf(MR, NR, w, rb, n, n_end, full);
   const uint8_t* wr[NR];
@@ -261,43 +210,47 @@ bool tile_f32(const Dec& dec, const RowsF32<MR>& r, const uint8_t* w, int64_t rb
     wr[j] = w + (n + j) * rb;
     wt[j] = wr[j] + full * Dec::kBlockBytes;
   }
-  __m256 acc[MR][NR];
+  typename Path::Acc acc[MR][NR];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int j = 0; j < NR; ++j) acc[i][j] = Path::zero();
   __m256i bad = _mm256_setzero_si256();
   if (check) {
-    dot_blocks_f32<Dec, MR, NR, true>(dec, r.x, wr, full, acc, Dec::check_mask(kBlock), bad, pf.p, pf.step);
-    if (rem) dot_blocks_f32<Dec, MR, NR, true>(dec, r.tail, wt, 1, acc, Dec::check_mask(rem), bad);
+    Path::template dot<Dec, MR, NR, true>(dec, r.x, wr, full, acc, Dec::check_mask(kBlock), bad, pf.p, pf.step);
+    if (rem) Path::template dot<Dec, MR, NR, true>(dec, r.tail, wt, 1, acc, Dec::check_mask(rem), bad);
     if (!_mm256_testz_si256(bad, bad)) return false;
   } else {
-    dot_blocks_f32<Dec, MR, NR, false>(dec, r.x, wr, full, acc, bad, bad, pf.p, pf.step);
-    if (rem) dot_blocks_f32<Dec, MR, NR, false>(dec, r.tail, wt, 1, acc, bad, bad);
+    Path::template dot<Dec, MR, NR, false>(dec, r.x, wr, full, acc, bad, bad, pf.p, pf.step);
+    if (rem) Path::template dot<Dec, MR, NR, false>(dec, r.tail, wt, 1, acc, bad, bad);
   }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) e.out[(m + i) * e.ldo + n + j] = epilogue_value(hsum_ps(acc[i][j]), e, m + i, n + j);
+    for (int j = 0; j < NR; ++j) Path::template store<Dec>(e, m + i, n + j, acc[i][j], r.sum[i]);
   return true;
 }
 
-template <class Dec, int MR, int NR>
-bool rows_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
-              bool check, const Epilogue& e) {
+// Rows [m, m + MR) of x against weight rows [n0, n1).
+template <class Path, class Dec, int MR, int NR>
+bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0,
+          int64_t n1, bool check, const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
-  RowsF32<MR> r;
+  Rows<typename Path::Scalar, MR> r;
   for (int i = 0; i < MR; ++i) {
     r.x[i] = x + (m + i) * k;
-    for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0.0f;
+    r.sum[i] = Path::row_sum(r.x[i], k);
+    for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
     r.tail[i] = r.pad[i];
   }
   int64_t n = n0;
   for (; n + NR <= n1; n += NR)
-    if (!tile_f32<Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+    if (!tile<Path, Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
   for (; n < n1; ++n)
-    if (!tile_f32<Dec, MR, 1>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
+    if (!tile<Path, Dec, MR, 1>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
   return true;
 }
 
-template <class Dec>
-bool gemm_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+// The whole tile: weight panels that fit in L2, rows of x up to four at a time.
+// Code 3 is looked for on the first pass over each panel only.
+template <class Path, class Dec>
+bool gemm(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k);
   const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
   for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
@@ -307,19 +260,32 @@ bool gemm_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, Tile 
       const bool check = m == t.m0;
       bool ok;
       if (left >= 4) {
-        ok = rows_f32<Dec, 4, 2>(dec, x, w, k, m, p0, p1, check, e);
+        ok = rows<Path, Dec, 4, 2>(dec, x, w, k, m, p0, p1, check, e);
         m += 4;
-      } else if (left >= 2) {
-        ok = rows_f32<Dec, 2, 2>(dec, x, w, k, m, p0, p1, check, e);
+      } else if (left == 3) {
+        ok = rows<Path, Dec, 3, 2>(dec, x, w, k, m, p0, p1, check, e);
+        m += 3;
+      } else if (left == 2) {
+        ok = rows<Path, Dec, 2, 2>(dec, x, w, k, m, p0, p1, check, e);
         m += 2;
       } else {
-        ok = rows_f32<Dec, 1, 4>(dec, x, w, k, m, p0, p1, check, e);
+        ok = rows<Path, Dec, 1, 4>(dec, x, w, k, m, p0, p1, check, e);
         m += 1;
       }
       if (!ok) return false;
     }
   }
   return true;
+}
+
+template <class Dec>
+bool gemm_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  return gemm<PathI8>(dec, xq, w, k, t, e);
+}
+
+template <class Dec>
+bool gemm_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  return gemm<PathF32>(dec, x, w, k, t, e);
 }
 
 #undef BITOPS_PIN
