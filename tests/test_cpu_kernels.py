@@ -223,8 +223,9 @@ def test_ternary_corrupt_code_raises(op, k, m):
 def test_int16_partial_sums_never_saturate(m, xval, wval):
     """The extreme case for the int16 partial sums (code 2 or 0 times -128 or 127 over a long K).
 
-    With x = -128 and w = +1 the decoded GEMM's int16 lanes (m >= 8) reach exactly -32768
-    before each flush; one more vpmaddubsw per flush would wrap.
+    With x = -128 and w = +1 the AVX2 decoded GEMM's int16 lanes (m >= 8) reach exactly -32768
+    before each flush; one more vpmaddubsw per flush would wrap. (On a CPU with AVX-512 VNNI
+    the in-process run checks the int32 vpdpbusd lanes; the BITOPS_ISA=avx2 rerun the int16 ones.)
     """
     k = 4 * 1024 + 129
     xq = torch.full((m, k), xval, dtype=torch.int8)
