@@ -154,11 +154,12 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
                      bool vnni) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
   const int64_t kp = (full + (rem ? 1 : 0)) * kBlock, rows = t.m1 - t.m0;
-  // One allocation: decoded panel, zero-padded x tails, x row sums, int32 tile sums.
+  // One allocation: decoded panel, zero-padded x tails, x row sums, int32 tile
+  // sums (the AVX2 inner kernel's only: the VNNI one keeps them in registers).
   const int64_t codes_bytes = kPanelRows * kp, tails_bytes = (rows * kBlock + 63) / 64 * 64;
-  const int64_t sums_bytes = (rows * 8 + 63) / 64 * 64, acc_bytes = kPanelRows * kGemmMR * 32;
+  const int64_t sums_bytes = (rows * 8 + 63) / 64 * 64, acc_bytes = vnni ? 0 : kPanelRows * kGemmMR * 32;
   uint8_t* mem = static_cast<uint8_t*>(std::aligned_alloc(64, codes_bytes + tails_bytes + sums_bytes + acc_bytes));
-  if (!mem) return gemm_i8(dec, xq, w, k, t, e);  // no memory: the path that needs none
+  if (!mem) return gemm_i8(dec, xq, w, k, t, e, vnni);  // no memory: the path that needs none
   uint8_t* codes = mem;
   int8_t* tails = reinterpret_cast<int8_t*>(mem + codes_bytes);
   int64_t* sums = reinterpret_cast<int64_t*>(mem + codes_bytes + tails_bytes);
@@ -194,7 +195,7 @@ template <class Dec>
 bool linear_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
                bool vnni = false) {
   if (t.m1 - t.m0 >= kDecodedMinRows) return gemm_i8_decoded(dec, xq, w, k, t, e, vnni);
-  return gemm_i8(dec, xq, w, k, t, e);
+  return gemm_i8(dec, xq, w, k, t, e, vnni);
 }
 
 }  // namespace
