@@ -175,7 +175,7 @@ def release_probe_buffer() -> None:
     _probe_buffer = None
 
 
-def cpu_seconds() -> tuple:
+def cpu_seconds() -> tuple | None:
     """(CPU seconds all processes of this machine were busy, incl. hypervisor steal; of this process)."""
     try:
         ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -381,10 +381,8 @@ def run(args) -> dict:
             # (other tenants), so a probe from the run's start can describe another machine.
             gemv = m == 1 and temp == "cold"
             probes = [read_bandwidth(threads, probe_s)] if gemv else []
-            torch.set_num_threads(threads)
             per_round, attempts = measure_undisturbed(measure, retries)
             probes += [read_bandwidth(threads, probe_s)] if gemv else []
-            torch.set_num_threads(threads)
             all_stats = {meth: merge_rounds(rs) for meth, rs in per_round.items()}
             paired = {meth: statistics.median(f["median_s"] / r["median_s"] for f, r in zip(per_round["fp32"], rs))
                       for meth, rs in per_round.items()}
@@ -410,7 +408,8 @@ def run(args) -> dict:
         del layer
     bar.close()
     # Bandwidth again at the end: a probe that ran while another process was busy would make
-    # the floor too easy. The floor uses the best figure (and never less than fewer threads got).
+    # the floor too easy. The run's figure (the header, and the floor of a cell without its own
+    # probes) is the best one, and never less than fewer threads got.
     for t in thread_counts:
         bandwidth[t] = max(bandwidth[t], read_bandwidth(t, 2 * probe_s))
     release_probe_buffer()
