@@ -187,8 +187,9 @@ inline void dot_blocks_f32(const Dec& dec, const float* const* x, const uint8_t*
 
 // What the int8 and the float paths differ in: the accumulator, the block
 // product, each row's correction term and how a finished sum is stored.
-template <bool kVnni>
+template <bool V>
 struct PathI8 {
+  static constexpr bool kVnni = V;
   using Scalar = int8_t;
   using Acc = __m256i;
   static Acc zero() { return _mm256_setzero_si256(); }
@@ -205,6 +206,7 @@ struct PathI8 {
 };
 
 struct PathF32 {
+  static constexpr bool kVnni = false;
   using Scalar = float;
   using Acc = __m256;
   static Acc zero() { return _mm256_setzero_ps(); }
@@ -258,6 +260,25 @@ bool tile(const Dec& dec, const Rows<typename Path::Scalar, MR>& r, const uint8_
   return true;
 }
 
+// One row of int8 x against packed ternary rows [n0, n1) with the VNNI GEMV
+// (vnni_kernels.h), which reads the packed bytes without decoding them.
+template <class Dec>
+bool gemv_vnni(const Rows<int8_t, 1>& r, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
+               const Epilogue& e) {
+  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
+  alignas(32) uint8_t keep[32];
+  if (rem) _mm256_store_si256(reinterpret_cast<__m256i*>(keep), Dec::check_mask(rem));
+  constexpr int64_t kRowsPerCall = 512;
+  int64_t dots[kRowsPerCall];
+  for (int64_t n = n0; n < n1; n += kRowsPerCall) {
+    const int64_t nr = n1 - n < kRowsPerCall ? n1 - n : kRowsPerCall;
+    if (!vnni::ternary_gemv_codes(w + n * rb, rb, nr, r.x[0], full, r.tail[0], rem ? keep : nullptr, dots))
+      return false;
+    for (int64_t j = 0; j < nr; ++j) store_int(e, m, n + j, static_cast<int32_t>(dots[j] - r.sum[0]));
+  }
+  return true;
+}
+
 // Rows [m, m + MR) of x against weight rows [n0, n1).
 template <class Path, class Dec, int MR, int NR>
 bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0,
@@ -270,6 +291,7 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
     for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
     r.tail[i] = r.pad[i];
   }
+  if constexpr (MR == 1 && Path::kVnni && Dec::kVnniGemv) return gemv_vnni<Dec>(r, w, k, m, n0, n1, e);
   int64_t n = n0;
   for (; n + NR <= n1; n += NR)
     if (!tile<Path, Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;

@@ -15,6 +15,15 @@ constexpr int kMaxRows = 4;
 void panel_dots(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* const* x, const int8_t* const* xt,
                 int64_t full, int mr, int64_t* dots);
 
+// Ternary GEMV on packed weights (avx512_ternary_gemv.cpp): for weight rows
+// [0, nr) at a stride of rb bytes, dots[j] = sum over k of code(j, k) * x[k]
+// (codes w + 1; exact, int64) over `full` whole 128-weight blocks of x, plus,
+// when tail_keep is not null, the next block against xtail (zero-padded).
+// Returns false if a code 3 sits in a whole block, or in the tail block at a
+// bit that tail_keep (32 bytes, the ternary check mask) marks.
+bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, const int8_t* x, int64_t full, const int8_t* xtail,
+                        const uint8_t* tail_keep, int64_t* dots);
+
 // AVX-512 F, BW, VL and VNNI usable on this CPU (cpuid and the OS's saved state).
 bool usable();
 
