@@ -11,8 +11,8 @@
 // time give 16 independent accumulator chains, which hides vpdpbusd's latency.
 //
 // Exactness: a lane of acc0 adds 4 products of at most 128 * 128 per block;
-// a chunk of kChunkBlocks = 2^13 blocks keeps |lane| <= 2^13 * 2^16 = 2^29,
-// and chunks are added in int64.
+// a chunk of kChunkBlocks = 2^13 blocks (+ the tail block) keeps |lane| below
+// (2^13 + 1) * 2^16 < 2^30, and chunks are added in int64.
 #include "vnni_kernels.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -70,52 +70,66 @@ __attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint
   }
 }
 
-inline int64_t sum_runs(__m256i (&acc)[4]) {
-  const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
-                                     _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]));
-  alignas(32) int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
-  int64_t t = 0;
-  for (int32_t l : lanes) t += l;
-  return t;
+// One vector per row: the four run accumulators with their powers of 4 taken off.
+inline __m256i combine_runs(const __m256i (&acc)[4]) {
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
+                          _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]));
 }
 
-// Rows [n, n + NR): dots of the `full` whole blocks (and the tail block), in
-// chunks; pf: nullptr or the next tile (NR rows), prefetched while this one is computed.
+// sum[j] += the 8 lanes of row j's combined accumulators. In int32 first: a
+// chunk's row total is at most (2^13 + 1) * 128 * 256 < 2^29.
+template <int NR>
+inline void add_row_sums(const __m256i (&acc)[NR][4], int64_t* sum) {
+  __m256i s[NR];
+  for (int j = 0; j < NR; ++j) s[j] = combine_runs(acc[j]);
+  if constexpr (NR == 4) {  // lanes of h: rows 0-3 (low half), rows 0-3 again (high half)
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    alignas(16) int32_t rows[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(rows),
+                    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    for (int j = 0; j < 4; ++j) sum[j] += rows[j];
+  } else {
+    for (int j = 0; j < NR; ++j) {
+      __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s[j]), _mm256_extracti128_si256(s[j], 1));
+      t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+      sum[j] += _mm_cvtsi128_si32(t) + _mm_extract_epi32(t, 1);
+    }
+  }
+}
+
+// Rows [n, n + NR): dots of the `full` whole blocks in chunks of at most
+// kChunkBlocks, the tail block going into the last chunk.
+// pf: nullptr or the next tile, prefetched while this one is computed.
 template <int NR>
 bool tile(const uint8_t* w, int64_t rb, int64_t n, const int8_t* x, int64_t full, const int8_t* xtail,
           const uint8_t* tail_keep, int64_t* dots, const uint8_t* pf) {
   const Masks m{_mm256_set1_epi8(static_cast<char>(0xC0)), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C),
                 _mm256_set1_epi8(0x03)};
-  const uint8_t* row[NR];
   int64_t sum[NR] = {};
-  for (int j = 0; j < NR; ++j) row[j] = w + (n + j) * rb;
-  __m256i seen = _mm256_setzero_si256();
-  for (int64_t b0 = 0; b0 < full; b0 += kChunkBlocks) {
+  __m256i seen = _mm256_setzero_si256(), tail_seen = _mm256_setzero_si256();
+  int64_t b0 = 0;
+  do {
     const int64_t blocks = full - b0 < kChunkBlocks ? full - b0 : kChunkBlocks;
     __m256i acc[NR][4];
-    for (int j = 0; j < NR; ++j)
+    const uint8_t* at[NR];
+    for (int j = 0; j < NR; ++j) {
+      at[j] = w + (n + j) * rb + b0 * kBlockBytes;
       for (int q = 0; q < 4; ++q) acc[j][q] = _mm256_setzero_si256();
-    const uint8_t* rows_at[NR];
-    for (int j = 0; j < NR; ++j) rows_at[j] = row[j] + b0 * kBlockBytes;
-    dot_blocks<NR>(m, rows_at, x + b0 * 128, blocks, acc, seen, pf ? pf + b0 * kPrefetchPerBlock : nullptr);
-    for (int j = 0; j < NR; ++j) sum[j] += sum_runs(acc[j]);
-  }
+    }
+    dot_blocks<NR>(m, at, x + b0 * 128, blocks, acc, seen, pf ? pf + b0 * kPrefetchPerBlock : nullptr);
+    b0 += blocks;
+    if (b0 == full && tail_keep) {
+      if (pf)  // the next tile's last NR * 32 bytes
+        for (int64_t off = 0; off < NR * kBlockBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + full * kPrefetchPerBlock + off), _MM_HINT_T0);
+      for (int j = 0; j < NR; ++j) at[j] = w + (n + j) * rb + full * kBlockBytes;
+      dot_blocks<NR>(m, at, xtail, 1, acc, tail_seen, nullptr);
+    }
+    add_row_sums<NR>(acc, sum);
+  } while (b0 < full);
   __m256i bad = _mm256_and_si256(seen, _mm256_set1_epi8(0x55));
-  if (pf && tail_keep)  // the next tile's last kRows * 32 bytes
-    for (int64_t off = 0; off < NR * kBlockBytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(pf + full * kPrefetchPerBlock + off), _MM_HINT_T0);
-  if (tail_keep) {
-    __m256i acc[NR][4], tail_seen = _mm256_setzero_si256();
-    for (int j = 0; j < NR; ++j)
-      for (int q = 0; q < 4; ++q) acc[j][q] = _mm256_setzero_si256();
-    const uint8_t* rows_at[NR];
-    for (int j = 0; j < NR; ++j) rows_at[j] = row[j] + full * kBlockBytes;
-    dot_blocks<NR>(m, rows_at, xtail, 1, acc, tail_seen, nullptr);
-    for (int j = 0; j < NR; ++j) sum[j] += sum_runs(acc[j]);
-    const __m256i keep = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_keep));
-    bad = _mm256_or_si256(bad, _mm256_and_si256(tail_seen, keep));
-  }
+  if (tail_keep)
+    bad = _mm256_or_si256(bad, _mm256_and_si256(tail_seen, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_keep))));
   for (int j = 0; j < NR; ++j) dots[n + j] = sum[j];
   return _mm256_testz_si256(bad, bad);
 }
