@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 #include "kernels/cpu/avx2_kernels.h"
+#include "kernels/cpu/vnni_kernels.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 using namespace bitops;
@@ -273,18 +274,23 @@ int main(int argc, char** argv) {
   std::printf("{\"n\": %lld, \"k\": %lld, \"layers\": %lld, \"clock_ghz\": %.3f, \"maddubs_per_cycle\": %.3f, "
               "\"int8_peak_gmacs_per_core\": %.1f, \"vnni_peak_gmacs_per_core\": %.1f, \"results\": [\n",
               (long long)n, (long long)k, (long long)layers, hz / 1e9, mps / hz, 32 * mps / 1e9, vnni / 1e9);
+  // One JSON row per variant and M (a comma before every row but the first).
+  bool first = true;
+  auto emit = [&](int64_t m, const char* variant, double secs) {
+    std::printf("%s {\"m\": %lld, \"variant\": \"%s\", \"us\": %.1f, \"gmacs\": %.1f}", first ? "" : ",\n",
+                (long long)m, variant, secs * 1e6, double(m) * n * k / secs / 1e9);
+    first = false;
+  };
+  const cpu::KernelTable* tv = cpu::vnni::usable() ? cpu::avx512vnni_kernels() : nullptr;
   for (int64_t m : {int64_t(1), m_gemm}) {
-    const double macs = double(m) * n * k;
     double tm = best_time([&](int r) { t->ternary_gemm_i8(xq.data(), packed[r % layers].data(), k, {0, m, 0, n}, e); }, reps);
     check(m, "maddubs");
+    emit(m, "maddubs", tm);
     double ts = best_time([&](int r) {
       variants::sign_gemv(xq.data(), xabs.data(), packed[r % layers].data(), k, m, 0, n, out.data(), n);
     }, m == 1 ? reps : 5);
     check(m, "sign");
-    std::printf(" {\"m\": %lld, \"variant\": \"maddubs\", \"us\": %.1f, \"gmacs\": %.1f},\n", (long long)m, tm * 1e6,
-                macs / tm / 1e9);
-    std::printf(" {\"m\": %lld, \"variant\": \"sign\", \"us\": %.1f, \"gmacs\": %.1f},\n", (long long)m, ts * 1e6,
-                macs / ts / 1e9);
+    emit(m, "sign", ts);
     std::vector<int8_t> tlo(16 * k / 2), thi(16 * k / 2);
     double tl = best_time([&](int r) {
       for (int64_t i = 0; i < m; ++i) {  // LUT: tables per row of x, then every weight group
@@ -293,9 +299,13 @@ int main(int argc, char** argv) {
       }
     }, m == 1 ? reps : 3);
     check(m, "lut");
-    std::printf(" {\"m\": %lld, \"variant\": \"lut\", \"us\": %.1f, \"gmacs\": %.1f}%s\n", (long long)m, tl * 1e6,
-                macs / tl / 1e9, m == 1 ? "," : "");
+    emit(m, "lut", tl);
+    if (tv) {  // the library's set on a CPU with AVX-512 VNNI
+      double tn = best_time([&](int r) { tv->ternary_gemm_i8(xq.data(), packed[r % layers].data(), k, {0, m, 0, n}, e); }, reps);
+      check(m, "vnni");
+      emit(m, "vnni", tn);
+    }
   }
-  std::printf("]}\n");
+  std::printf("\n]}\n");
   return 0;
 }

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "csrc" / "kernels" / "cpu"
 
 DESCRIPTIONS = {
-    "maddubs": "library: vpmaddubsw on offset codes (w+1) x int8, minus sum(x) once per row "
+    "maddubs": "library's AVX2 set: vpmaddubsw on offset codes (w+1) x int8, minus sum(x) once per row "
                "(GEMV: decode on the fly, 4 rows, software prefetch; M >= 8: each weight panel decoded once, "
                "4x3 register-blocked u8 x s8 GEMM, x read by vpmaddubsw from L1)",
     "sign": "true add/sub: w = code-1, vpsignb(w, x), vpmaddubsw with |x| (|x| precomputed; -128 safe); "
@@ -31,6 +31,9 @@ DESCRIPTIONS = {
     "lut": "T-MAC-style lookup: per activation pair, the 9 sums (a-1)x0 + (b-1)x1 as int16 split into two "
            "vpshufb byte tables; 32 output rows per shuffle, so it needs its own row-interleaved layout; "
            "tables rebuilt per row of x",
+    "vnni": "AVX-512 VNNI set (the library's default on a CPU that has it): M = 1, the ternary GEMV that masks "
+            "each run's 2-bit code in place (4 AND + 4 vpdpbusd per 128 weights into 4 accumulators per row, no "
+            "decode shifts, 4 rows, software prefetch); M >= 8: each weight panel decoded once, 4x3 zmm vpdpbusd GEMM",
 }
 
 
@@ -57,24 +60,32 @@ def conclusion(cases: list) -> str:
     def us(case, m, v):
         return next(r["us"] for r in case["results"] if r["m"] == m and r["variant"] == v)
 
+    def ratio(case, m, v):  # time of v / time of maddubs: < 1 means v is faster
+        return us(case, m, v) / us(case, m, "maddubs")
+
     hot, cold = cases[0], cases[1]  # 4096 x 4096
     g = max(r["m"] for r in hot["results"])
-    return (
-        f"Kept in the library: `maddubs`. At M = {g} it is {us(hot, g, 'lut') / us(hot, g, 'maddubs'):.2f}x faster "
-        f"than `lut` and {us(hot, g, 'sign') / us(hot, g, 'maddubs'):.2f}x faster than `sign` (one vpmaddubsw + "
-        "one vpaddw per 32 MACs once the decode is amortised; `sign` needs one more instruction, vpsignb). "
-        f"At M = 1 `lut` takes {us(hot, 1, 'lut') / us(hot, 1, 'maddubs'):.2f}x the time of `maddubs` with hot "
-        f"weights (it has the fewest instructions per weight; runs vary) and {us(cold, 1, 'lut') / us(cold, 1, 'maddubs'):.2f}x "
-        "with cold weights (the real case: a model's layers stream from memory), where `maddubs` with 2 threads "
-        "runs near the memory floor (benchmarks/results/matmul_cpu.md). `lut` also needs a row-interleaved layout of its own (a "
-        "second format, converted once by the module) and rebuilds its tables for every row of x, so it is "
-        "not worth a second layout here."
+    text = (
+        f"Kept in the library for AVX2 CPUs: `maddubs`. At M = {g} `lut` takes {ratio(hot, g, 'lut'):.2f}x and "
+        f"`sign` {ratio(hot, g, 'sign'):.2f}x the time of `maddubs` (one vpmaddubsw + one vpaddw per 32 MACs once "
+        "the decode is amortised; `sign` needs one more instruction, vpsignb). At M = 1 `lut` takes "
+        f"{ratio(hot, 1, 'lut'):.2f}x the time of `maddubs` with hot weights (it has the fewest instructions per "
+        f"weight; runs vary) and {ratio(cold, 1, 'lut'):.2f}x with cold weights (the real case: a model's layers "
+        "stream from memory). `lut` also needs a row-interleaved layout of its own (a second format, converted "
+        "once by the module) and rebuilds its tables for every row of x, so it is not worth a second layout here."
     )
+    if any(r["variant"] == "vnni" for r in hot["results"]):
+        text += (
+            f" Kept for CPUs with AVX-512 VNNI (the default here): `vnni`. It takes {ratio(hot, 1, 'vnni'):.2f}x the "
+            f"time of `maddubs` at M = 1 hot, {ratio(cold, 1, 'vnni'):.2f}x cold (no decode shifts, and vpdpbusd "
+            f"adds straight into int32), and {ratio(hot, g, 'vnni'):.2f}x at M = {g}."
+        )
+    return text
 
 
 def markdown(res: dict) -> str:
     lines = [
-        "# AVX2 ternary x int8 kernels compared (one thread, CPU time, best of repeated calls)",
+        "# CPU ternary x int8 kernels compared (one thread, CPU time, best of repeated calls)",
         "",
         f"Machine: {res['cpu']}; core clock measured {res['clock_ghz']:.2f} GHz; vpmaddubsw issue rate "
         f"{res['maddubs_per_cycle']:.2f}/cycle = int8 peak {res['int8_peak_gmacs_per_core']:.0f} GMAC/s per core"
@@ -89,8 +100,8 @@ def markdown(res: dict) -> str:
         for m in sorted({r["m"] for r in case["results"]}):
             cells = []
             for v in DESCRIPTIONS:
-                r = next(r for r in case["results"] if r["m"] == m and r["variant"] == v)
-                cells.append(f"{r['us']:.0f} µs ({r['gmacs']:.0f} GMAC/s)")
+                r = next((r for r in case["results"] if r["m"] == m and r["variant"] == v), None)
+                cells.append(f"{r['us']:.0f} µs ({r['gmacs']:.0f} GMAC/s)" if r else "n/a (no VNNI)")
             lines.append(f"| {case['n']}x{case['k']} | {case['weights']} | {m} | " + " | ".join(cells) + " |")
     lines += ["", "Variants:", ""] + [f"- `{k}`: {v}" for k, v in DESCRIPTIONS.items()]
     lines += ["", res["conclusion"], ""]
