@@ -143,12 +143,16 @@ def at_k_limit():
     return bitops.ternary_matmul_int(xq, packed, BIG_K)
 
 
-def at_k_limit_plus_one_weights():
+def plus_one_weights(k):
     # code 2 (w = +1) everywhere: the largest per-lane sums in kernels that accumulate codes
     # (the VNNI GEMV's run accumulators); 5 rows: a 4-row register tile and a single row
-    xq = torch.full((1, BIG_K), -128, dtype=I8)
-    packed = torch.full((5, ref.ternary_row_bytes(BIG_K)), 0xAA, dtype=U8)
-    return bitops.ternary_matmul_int(xq, packed, BIG_K)
+    xq = torch.full((1, k), -128, dtype=I8)
+    packed = torch.full((5, ref.ternary_row_bytes(k)), 0xAA, dtype=U8)
+    return bitops.ternary_matmul_int(xq, packed, k)
+
+
+# 2^13 whole blocks and a tail: the VNNI GEMV's largest chunk (its tail block joins the last chunk)
+FULL_CHUNK_K = 2**20 + 127
 
 
 CASES = [
@@ -178,8 +182,10 @@ CASES = [
     Case("k a tensor", lambda: bitops.ternary_matmul_int(xi8(), pt(), torch.tensor(K)), Raises(TypeError, "k must be an int")),
     Case("k at the int32 limit, every product +128", at_k_limit,
          Satisfies(lambda y: y.dtype == torch.int32 and y.item() == 128 * BIG_K, "128 * K exactly")),
-    Case("k at the int32 limit, every product -128, 5 rows", at_k_limit_plus_one_weights,
+    Case("k at the int32 limit, every product -128, 5 rows", lambda: plus_one_weights(BIG_K),
          Satisfies(lambda y: y.shape == (1, 5) and bool((y == -128 * BIG_K).all()), "-128 * K exactly in every row")),
+    Case("k = 2^20 + 127 (one full chunk plus a tail), every product -128", lambda: plus_one_weights(FULL_CHUNK_K),
+         Satisfies(lambda y: y.shape == (1, 5) and bool((y == -128 * FULL_CHUNK_K).all()), "-128 * K exactly")),
     Case("xbits k mismatch (64 bytes for k=200)", lambda: bitops.binary_matmul_int(torch.zeros(2, 64, dtype=U8), pb(), K),
          Raises(ValueError, "xbits must have rows of 32 bytes for k=200")),
     # ---- aliasing, views, strides

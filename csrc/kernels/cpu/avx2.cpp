@@ -1,7 +1,7 @@
 // The AVX2 kernel tables. This file is portable code: it only collects the
 // addresses of the AVX2 functions (avx2_*.cpp); dispatch.cpp calls them only
 // after cpuid has confirmed AVX2 and FMA (and, for "cpu-avx512vnni", whose
-// many-row int8 GEMMs run their inner loop on AVX-512 VNNI, that ISA too).
+// int8 GEMMs and one-row ternary GEMV run on AVX-512 VNNI, that ISA too).
 #include "avx2_kernels.h"
 
 namespace bitops::cpu {

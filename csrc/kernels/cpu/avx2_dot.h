@@ -261,7 +261,8 @@ bool tile(const Dec& dec, const Rows<typename Path::Scalar, MR>& r, const uint8_
 }
 
 // One row of int8 x against packed ternary rows [n0, n1) with the VNNI GEMV
-// (vnni_kernels.h), which reads the packed bytes without decoding them.
+// (vnni_kernels.h), which reads the packed bytes without decoding them. It
+// always looks for code 3 (one row of x: there is no later pass to skip it on).
 template <class Dec>
 bool gemv_vnni(const Rows<int8_t, 1>& r, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
                const Epilogue& e) {
@@ -272,7 +273,7 @@ bool gemv_vnni(const Rows<int8_t, 1>& r, const uint8_t* w, int64_t k, int64_t m,
   int64_t dots[kRowsPerCall];
   for (int64_t n = n0; n < n1; n += kRowsPerCall) {
     const int64_t nr = n1 - n < kRowsPerCall ? n1 - n : kRowsPerCall;
-    if (!vnni::ternary_gemv_codes(w + n * rb, rb, nr, r.x[0], full, r.tail[0], rem ? keep : nullptr, dots))
+    if (!vnni::ternary_gemv_codes(w + n * rb, rb, nr, n1 - n, r.x[0], full, r.tail[0], rem ? keep : nullptr, dots))
       return false;
     for (int64_t j = 0; j < nr; ++j) store_int(e, m, n + j, static_cast<int32_t>(dots[j] - r.sum[0]));
   }
@@ -305,7 +306,8 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
 template <class Path, class Dec>
 bool gemm(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k);
-  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  // One row of x reuses nothing, so it walks the whole tile as one panel (and one prefetch stream).
+  const int64_t panel = t.m1 - t.m0 == 1 ? t.n1 - t.n0 : kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
   for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
     const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
     for (int64_t m = t.m0; m < t.m1;) {

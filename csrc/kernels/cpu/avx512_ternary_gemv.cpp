@@ -12,7 +12,8 @@
 //
 // Exactness: a lane of acc0 adds 4 products of at most 128 * 128 per block;
 // a chunk of kChunkBlocks = 2^13 blocks (+ the tail block) keeps |lane| below
-// (2^13 + 1) * 2^16 < 2^30, and chunks are added in int64.
+// (2^13 + 1) * 2^16 < 2^30, and chunks are added in int64. A corrupt code 3
+// (192 * 128 per product) cannot wrap either, and its result is thrown away.
 #include "vnni_kernels.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -34,7 +35,7 @@ constexpr int64_t kPrefetchPerBlock = kRows * kBlockBytes;
 // acc += 4-product sums of unsigned a times signed x, in acc's own register
 // (asm: GCC copies the accumulator through scratch registers otherwise).
 __attribute__((always_inline)) inline void add_dpbusd(__m256i& acc, __m256i a, __m256i x) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(x));
+  asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(x));  // EVEX: AVX-512 VNNI, not AVX-VNNI
 }
 
 // The byte masks that keep run 0, 1, 2, 3's code in place.
@@ -136,14 +137,14 @@ bool tile(const uint8_t* w, int64_t rb, int64_t n, const int8_t* x, int64_t full
 
 }  // namespace
 
-bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, const int8_t* x, int64_t full, const int8_t* xtail,
-                        const uint8_t* tail_keep, int64_t* dots) {
+bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
+                        const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots) {
   bool ok = true;
   int64_t n = 0;
   for (; n + kRows <= nr; n += kRows) {
-        // The next tile, prefetched while this one computes (measured here: no
+    // The next tile, prefetched while this one computes (measured here: no
     // software prefetch is 2-3x slower cold; 2 or more tiles ahead is slower too).
-    const uint8_t* next = n + 2 * kRows <= nr ? w + (n + kRows) * rb : nullptr;
+    const uint8_t* next = n + 2 * kRows <= rows_readable ? w + (n + kRows) * rb : nullptr;
     ok &= tile<kRows>(w, rb, n, x, full, xtail, tail_keep, dots, next);
   }
   for (; n < nr; ++n) ok &= tile<1>(w, rb, n, x, full, xtail, tail_keep, dots, nullptr);
@@ -155,10 +156,12 @@ bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, const int8_t* 
 #pragma GCC pop_options
 
 #else
+#include <cstdlib>
 namespace bitops::cpu::vnni {
-bool ternary_gemv_codes(const uint8_t*, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, const uint8_t*,
-                        int64_t*) {
-  return false;
+// Never called: only the x86 "cpu-avx512vnni" kernel table reaches it.
+bool ternary_gemv_codes(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*,
+                        const uint8_t*, int64_t*) {
+  std::abort();
 }
 }  // namespace bitops::cpu::vnni
 #endif

@@ -44,7 +44,8 @@ struct KernelTable {
 // The portable kernels (scalar.cpp) and, where compiled, the AVX2 ones (avx2.cpp).
 const KernelTable& scalar_kernels();
 const KernelTable* avx2_kernels();  // nullptr when not compiled in
-// The AVX2 set with the many-row int8 GEMMs on AVX-512 VNNI (avx512_vnni.cpp).
+// The AVX2 set with the int8 paths on AVX-512 VNNI (avx512_vnni.cpp: the
+// many-row GEMMs; avx512_ternary_gemv.cpp: the one-row ternary GEMV).
 const KernelTable* avx512vnni_kernels();  // nullptr when not compiled in
 
 // Chosen once, at first use: the best set the CPU runs (AVX-512 VNNI, AVX2,

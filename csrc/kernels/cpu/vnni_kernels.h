@@ -1,6 +1,7 @@
-// The AVX-512 VNNI inner kernel of the decoded int8 GEMM (avx512_vnni.cpp).
-// Portable declarations: code compiled for AVX2 may take its address, and the
-// "cpu-avx512vnni" kernel table calls it only after cpuid has confirmed the ISA.
+// The AVX-512 VNNI kernels: the decoded int8 GEMM's inner kernel
+// (avx512_vnni.cpp) and the one-row ternary GEMV (avx512_ternary_gemv.cpp).
+// Portable declarations: code compiled for AVX2 may take their addresses, and the
+// "cpu-avx512vnni" kernel table calls them only after cpuid has confirmed the ISA.
 #pragma once
 #include <cstdint>
 
@@ -19,10 +20,11 @@ void panel_dots(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* cons
 // [0, nr) at a stride of rb bytes, dots[j] = sum over k of code(j, k) * x[k]
 // (codes w + 1; exact, int64) over `full` whole 128-weight blocks of x, plus,
 // when tail_keep is not null, the next block against xtail (zero-padded).
+// Rows up to rows_readable (>= nr) may be prefetched: the caller's next rows.
 // Returns false if a code 3 sits in a whole block, or in the tail block at a
 // bit that tail_keep (32 bytes, the ternary check mask) marks.
-bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, const int8_t* x, int64_t full, const int8_t* xtail,
-                        const uint8_t* tail_keep, int64_t* dots);
+bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
+                        const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots);
 
 // AVX-512 F, BW, VL and VNNI usable on this CPU (cpuid and the OS's saved state).
 bool usable();
