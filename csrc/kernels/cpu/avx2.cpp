@@ -3,6 +3,7 @@
 // after cpuid has confirmed AVX2 and FMA (and, for "cpu-avx512vnni", whose
 // int8 GEMMs and one-row ternary GEMV run on AVX-512 VNNI, that ISA too).
 #include "avx2_kernels.h"
+#include "vnni_kernels.h"
 
 namespace bitops::cpu {
 
@@ -31,6 +32,8 @@ const KernelTable* avx512vnni_kernels() {
     t.name = "cpu-avx512vnni";
     t.ternary_gemm_i8 = avx2::ternary_gemm_i8_vnni;
     t.binary_gemm_i8 = avx2::binary_gemm_i8_vnni;
+    // XNOR-popcount on vpopcntq where the CPU has it (Ice Lake, Zen 4; not Cascade Lake).
+    if (vnni::vpopcnt_usable()) t.binary_gemm_bits = avx2::binary_gemm_bits_vpopcnt;
     return t;
   }();
   return &table;

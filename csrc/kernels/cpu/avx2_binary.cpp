@@ -102,6 +102,35 @@ inline void xor_popcount(const uint8_t* const* x, const uint8_t* const* w, int64
   }
 }
 
+// popcount of each 64-bit lane: the EVEX (AVX-512 VL + VPOPCNTDQ) vpopcntq on
+// ymm. Written as asm so that this AVX2 translation unit needs no AVX-512
+// target; only the "cpu-avx512vnni" table, on a CPU that has VPOPCNTDQ, reaches it.
+inline __m256i popcount_lanes(__m256i v) {
+  __m256i c;
+  asm("%{evex%} vpopcntq %1, %0" : "=x"(c) : "x"(v));
+  return c;
+}
+
+// differ[i][j] += popcount((x[i] ^ w[j]) & keep) with vpopcntq: one instruction
+// per 256 bits instead of the nibble table, and 64-bit lanes that never overflow.
+template <int MR, int NR, bool kMasked>
+inline void xor_popcount_q(const uint8_t* const* x, const uint8_t* const* w, int64_t chunks, __m256i keep,
+                           __m256i (&differ)[MR][NR], const Prefetch& pf) {
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (pf.p) prefetch_span(pf.p + c * pf.step, pf.step);
+    __m256i wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + c * kChunk));
+    for (int i = 0; i < MR; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + c * kChunk));
+      for (int j = 0; j < NR; ++j) {
+        __m256i d = _mm256_xor_si256(xv, wv[j]);
+        if (kMasked) d = _mm256_and_si256(d, keep);
+        differ[i][j] = _mm256_add_epi64(differ[i][j], popcount_lanes(d));
+      }
+    }
+  }
+}
+
 inline int64_t hsum_epi64(__m256i v) {
   alignas(32) int64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
@@ -118,7 +147,7 @@ inline __m256i first_bits_mask(int64_t bits) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
 }
 
-template <int MR, int NR>
+template <int MR, int NR, bool kVpopcnt>
 void bits_tile(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int64_t n, int64_t n_end,
                const Epilogue& e) {
   const int64_t rb = binary_row_bytes(k), full = k / 256, rem = k % 256;
@@ -137,18 +166,37 @@ void bits_tile(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int
   __m256i differ[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) differ[i][j] = _mm256_setzero_si256();
-  xor_popcount<MR, NR, false>(xr, wr, full, differ[0][0], differ, Prefetch(MR, NR, w, rb, n, n_end, full));
-  if (rem) xor_popcount<MR, NR, true>(xt, wt, 1, first_bits_mask(rem), differ, Prefetch(MR, NR, w, rb, n, 0, 0));
+  const Prefetch pf(MR, NR, w, rb, n, n_end, full), none(MR, NR, w, rb, n, 0, 0);
+  if constexpr (kVpopcnt) {
+    xor_popcount_q<MR, NR, false>(xr, wr, full, differ[0][0], differ, pf);
+    if (rem) xor_popcount_q<MR, NR, true>(xt, wt, 1, first_bits_mask(rem), differ, none);
+  } else {
+    xor_popcount<MR, NR, false>(xr, wr, full, differ[0][0], differ, pf);
+    if (rem) xor_popcount<MR, NR, true>(xt, wt, 1, first_bits_mask(rem), differ, none);
+  }
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) store_int(e, m + i, n + j, static_cast<int32_t>(k - 2 * hsum_epi64(differ[i][j])));
 }
 
-template <int MR, int NR>
+template <int MR, int NR, bool kVpopcnt>
 void bits_rows(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
                const Epilogue& e) {
   int64_t n = n0;
-  for (; n + NR <= n1; n += NR) bits_tile<MR, NR>(xbits, w, k, m, n, n1, e);
-  for (; n < n1; ++n) bits_tile<MR, 1>(xbits, w, k, m, n, n1, e);
+  for (; n + NR <= n1; n += NR) bits_tile<MR, NR, kVpopcnt>(xbits, w, k, m, n, n1, e);
+  for (; n < n1; ++n) bits_tile<MR, 1, kVpopcnt>(xbits, w, k, m, n, n1, e);
+}
+
+template <bool kVpopcnt>
+void gemm_bits(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  const int64_t rb = binary_row_bytes(k);
+  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
+    const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
+    int64_t m = t.m0;
+    for (; m + 4 <= t.m1; m += 4) bits_rows<4, 2, kVpopcnt>(xbits, w, k, m, p0, p1, e);
+    for (; m + 2 <= t.m1; m += 2) bits_rows<2, 2, kVpopcnt>(xbits, w, k, m, p0, p1, e);
+    for (; m < t.m1; ++m) bits_rows<1, 4, kVpopcnt>(xbits, w, k, m, p0, p1, e);
+  }
 }
 
 }  // namespace
@@ -166,15 +214,11 @@ void binary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const 
 }
 
 void binary_gemm_bits(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  const int64_t rb = binary_row_bytes(k);
-  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
-  for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
-    const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
-    int64_t m = t.m0;
-    for (; m + 4 <= t.m1; m += 4) bits_rows<4, 2>(xbits, w, k, m, p0, p1, e);
-    for (; m + 2 <= t.m1; m += 2) bits_rows<2, 2>(xbits, w, k, m, p0, p1, e);
-    for (; m < t.m1; ++m) bits_rows<1, 4>(xbits, w, k, m, p0, p1, e);
-  }
+  gemm_bits<false>(xbits, w, k, t, e);
+}
+
+void binary_gemm_bits_vpopcnt(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
+  gemm_bits<true>(xbits, w, k, t, e);
 }
 
 }  // namespace bitops::cpu::avx2

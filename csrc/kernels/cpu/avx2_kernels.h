@@ -16,5 +16,7 @@ bool ternary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const
 void binary_gemm_i8(const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 void binary_gemm_f32(const float* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 void binary_gemm_bits(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
+// The same counting bits with AVX-512 VPOPCNTDQ's vpopcntq (vnni::vpopcnt_usable()).
+void binary_gemm_bits_vpopcnt(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e);
 
 }  // namespace bitops::cpu::avx2

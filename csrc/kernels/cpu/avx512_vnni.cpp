@@ -98,11 +98,17 @@ bool usable() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
+bool vpopcnt_usable() {
+  __builtin_cpu_init();
+  return usable() && __builtin_cpu_supports("avx512vpopcntdq");
+}
+
 }  // namespace bitops::cpu::vnni
 
 #else
 namespace bitops::cpu::vnni {
 bool usable() { return false; }
+bool vpopcnt_usable() { return false; }
 void panel_dots(const uint8_t*, int64_t, int64_t, const int8_t* const*, const int8_t* const*, int64_t, int, int64_t*) {}
 }  // namespace bitops::cpu::vnni
 #endif
