@@ -74,6 +74,22 @@ inline __m256i popcount_bytes(__m256i v) {
 constexpr int64_t kChunk = 32;        // bytes per vector: 256 bits
 constexpr int64_t kByteSumChunks = 31;  // per-byte counts stay <= 31 * 8 < 256
 
+// Chunk c of MR rows of x against NR weight rows: count(i, j, (x[i] ^ w[j]) & keep).
+template <int MR, int NR, bool kMasked, class Count>
+__attribute__((always_inline)) inline void xor_chunk(const uint8_t* const* x, const uint8_t* const* w, int64_t c,
+                                                     __m256i keep, Count&& count) {
+  __m256i wv[NR];
+  for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + c * kChunk));
+  for (int i = 0; i < MR; ++i) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + c * kChunk));
+    for (int j = 0; j < NR; ++j) {
+      __m256i d = _mm256_xor_si256(xv, wv[j]);
+      if (kMasked) d = _mm256_and_si256(d, keep);
+      count(i, j, d);
+    }
+  }
+}
+
 // differ[i][j] += popcount((x[i] ^ w[j]) & keep) over `chunks` chunks of 256 bits.
 template <int MR, int NR, bool kMasked>
 inline void xor_popcount(const uint8_t* const* x, const uint8_t* const* w, int64_t chunks, __m256i keep,
@@ -86,16 +102,9 @@ inline void xor_popcount(const uint8_t* const* x, const uint8_t* const* w, int64
       for (int j = 0; j < NR; ++j) counts[i][j] = zero;
     for (int64_t c = c0; c < c1; ++c) {
       if (pf.p) prefetch_span(pf.p + c * pf.step, pf.step);
-      __m256i wv[NR];
-      for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + c * kChunk));
-      for (int i = 0; i < MR; ++i) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + c * kChunk));
-        for (int j = 0; j < NR; ++j) {
-          __m256i d = _mm256_xor_si256(xv, wv[j]);
-          if (kMasked) d = _mm256_and_si256(d, keep);
-          counts[i][j] = _mm256_add_epi8(counts[i][j], popcount_bytes(d));
-        }
-      }
+      xor_chunk<MR, NR, kMasked>(x, w, c, keep, [&](int i, int j, __m256i d) {
+        counts[i][j] = _mm256_add_epi8(counts[i][j], popcount_bytes(d));
+      });
     }
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) differ[i][j] = _mm256_add_epi64(differ[i][j], _mm256_sad_epu8(counts[i][j], zero));
@@ -118,16 +127,9 @@ inline void xor_popcount_q(const uint8_t* const* x, const uint8_t* const* w, int
                            __m256i (&differ)[MR][NR], const Prefetch& pf) {
   for (int64_t c = 0; c < chunks; ++c) {
     if (pf.p) prefetch_span(pf.p + c * pf.step, pf.step);
-    __m256i wv[NR];
-    for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + c * kChunk));
-    for (int i = 0; i < MR; ++i) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + c * kChunk));
-      for (int j = 0; j < NR; ++j) {
-        __m256i d = _mm256_xor_si256(xv, wv[j]);
-        if (kMasked) d = _mm256_and_si256(d, keep);
-        differ[i][j] = _mm256_add_epi64(differ[i][j], popcount_lanes(d));
-      }
-    }
+    xor_chunk<MR, NR, kMasked>(x, w, c, keep, [&](int i, int j, __m256i d) {
+      differ[i][j] = _mm256_add_epi64(differ[i][j], popcount_lanes(d));
+    });
   }
 }
 
