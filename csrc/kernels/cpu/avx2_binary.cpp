@@ -190,8 +190,7 @@ void bits_rows(const uint8_t* xbits, const uint8_t* w, int64_t k, int64_t m, int
 
 template <bool kVpopcnt>
 void gemm_bits(const uint8_t* xbits, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  const int64_t rb = binary_row_bytes(k);
-  const int64_t panel = kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  const int64_t panel = panel_rows(binary_row_bytes(k), t);
   for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
     const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
     int64_t m = t.m0;

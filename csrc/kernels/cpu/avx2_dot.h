@@ -301,13 +301,19 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
   return true;
 }
 
+// Weight rows per panel of tile t: as many as fit in kPanelBytes of L2 (at
+// least 8), for the rows of x to reuse. One row of x reuses nothing, so it
+// walks the whole tile as one panel (one prefetch stream, no remainder rows).
+inline int64_t panel_rows(int64_t row_bytes, const Tile& t) {
+  if (t.m1 - t.m0 == 1) return t.n1 - t.n0;
+  return kPanelBytes / row_bytes > 8 ? kPanelBytes / row_bytes : 8;
+}
+
 // The whole tile: weight panels that fit in L2, rows of x up to four at a time.
 // Code 3 is looked for on the first pass over each panel only.
 template <class Path, class Dec>
 bool gemm(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  const int64_t rb = Dec::row_bytes(k);
-  // One row of x reuses nothing, so it walks the whole tile as one panel (and one prefetch stream).
-  const int64_t panel = t.m1 - t.m0 == 1 ? t.n1 - t.n0 : kPanelBytes / rb > 8 ? kPanelBytes / rb : 8;
+  const int64_t panel = panel_rows(Dec::row_bytes(k), t);
   for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
     const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
     for (int64_t m = t.m0; m < t.m1;) {
