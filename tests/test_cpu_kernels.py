@@ -12,7 +12,10 @@ all-zero weights, and garbage in the padding that every kernel must ignore.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -344,3 +347,22 @@ def test_matmul_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (tmp_path / "matmul_cpu.json").exists()
     assert (tmp_path / "matmul_cpu.md").exists()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="the read-pattern benchmark is x86 C++ (needs g++)")
+def test_gemv_read_patterns_benchmark_runs(tmp_path):
+    """benchmarks/gemv_read_patterns.cpp builds with the library's GEMV, runs, and the kernel sees no
+    corrupt code in its valid weights (exit status 1 otherwise)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gemv_read_patterns as grp
+
+    exe = grp.build(tmp_path)
+    out = subprocess.run([str(exe), "64", "384", "1"], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="2")).stdout
+    raw = json.loads(out)
+    assert raw["patterns"] == list(grp.MEANING)
+    (row,) = raw["rounds_gbps"]
+    assert all(v > 0 for v in row[:-1]) and (row[-1] is None or row[-1] > 0)
+    summary = grp.summarize(raw)
+    assert set(summary["pct_of_stream"]) == set(grp.MEANING) - {"stream_512MiB"}
