@@ -143,10 +143,11 @@ def at_k_limit():
     return bitops.ternary_matmul_int(xq, packed, BIG_K)
 
 
-def plus_one_weights(k):
+def plus_one_weights(k, m=1):
     # code 2 (w = +1) everywhere: the largest per-lane sums in kernels that accumulate codes
-    # (the VNNI GEMV's run accumulators); 5 rows: a 4-row register tile and a single row
-    xq = torch.full((1, k), -128, dtype=I8)
+    # (the VNNI kernels' run accumulators); 5 rows: a 4-row register tile and a single row;
+    # m > 1 rows of x: the VNNI few-row kernel
+    xq = torch.full((m, k), -128, dtype=I8)
     packed = torch.full((5, ref.ternary_row_bytes(k)), 0xAA, dtype=U8)
     return bitops.ternary_matmul_int(xq, packed, k)
 
@@ -186,6 +187,10 @@ CASES = [
          Satisfies(lambda y: y.shape == (1, 5) and bool((y == -128 * BIG_K).all()), "-128 * K exactly in every row")),
     Case("k = 2^20 + 127 (one full chunk plus a tail), every product -128", lambda: plus_one_weights(FULL_CHUNK_K),
          Satisfies(lambda y: y.shape == (1, 5) and bool((y == -128 * FULL_CHUNK_K).all()), "-128 * K exactly")),
+    Case("k at the int32 limit, every product -128, 4 rows of x", lambda: plus_one_weights(BIG_K, 4),
+         Satisfies(lambda y: y.shape == (4, 5) and bool((y == -128 * BIG_K).all()), "-128 * K exactly everywhere")),
+    Case("k = 2^20 + 127, every product -128, 3 rows of x", lambda: plus_one_weights(FULL_CHUNK_K, 3),
+         Satisfies(lambda y: y.shape == (3, 5) and bool((y == -128 * FULL_CHUNK_K).all()), "-128 * K exactly")),
     Case("xbits k mismatch (64 bytes for k=200)", lambda: bitops.binary_matmul_int(torch.zeros(2, 64, dtype=U8), pb(), K),
          Raises(ValueError, "xbits must have rows of 32 bytes for k=200")),
     # ---- aliasing, views, strides

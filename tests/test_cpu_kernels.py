@@ -41,7 +41,8 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 # block, the 256-bit binary unit, the 8-block int16 flush (1024) -- plus anything up to 1100.
 EDGE_K = [1, 2, 3, 7, 31, 32, 33, 127, 128, 129, 255, 256, 257, 383, 1023, 1024, 1025]
 ks = st.one_of(st.sampled_from(EDGE_K), st.integers(1, 1100))
-ms = st.sampled_from([0, 1, 1, 2, 3, 4, 5, 7, 8, 9, 13])  # 4-row micro-tiles; >= 8 rows: decoded panels
+# 4-row micro-tiles; AVX2 >= 8 rows and AVX-512 VNNI ternary >= 16 rows: decoded panels
+ms = st.sampled_from([0, 1, 1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17])
 ns = st.sampled_from([1, 1, 2, 3, 4, 5, 8, 13])
 
 

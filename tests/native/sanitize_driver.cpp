@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -449,10 +450,11 @@ int main(int argc, char** argv) {
   const int64_t ks[] = {1,   2,   3,   4,   5,   7,   8,   9,   15,  16,  17,   31,   32,   33,   63,  64,
                         65,  95,  96,  97,  127, 128, 129, 191, 255, 256, 257,  383,  384,  511,  512, 513,
                         640, 1000, 1023, 1024, 1025, 2047, 2049, 4097};
-  const int64_t ms[] = {0, 1, 1, 2, 3, 4, 5, 7, 8, 13, 31};
+  // AVX2 decodes panels from 8 rows of x, the AVX-512 VNNI ternary kernels from 16
+  const int64_t ms[] = {0, 1, 1, 2, 3, 4, 5, 7, 8, 13, 15, 16, 31};
   const int64_t ns[] = {1, 1, 2, 3, 5, 8, 17, 33, 64, 65};
   auto run = [&](int64_t k) {
-    const Problem p(ms[uniform(0, 10)], ns[uniform(0, 9)], k);
+    const Problem p(ms[uniform(0, std::size(ms) - 1)], ns[uniform(0, std::size(ns) - 1)], k);
     check_packing(p);
     for (auto* t : tables) check_table(*t, p);
   };

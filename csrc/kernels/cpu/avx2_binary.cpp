@@ -26,7 +26,7 @@ struct BinaryDecoder {
   // The drivers walk 128-weight blocks: 16 bytes of bits here.
   static constexpr int64_t kBlockBytes = kBlock / 8;
   static constexpr int64_t kScale = 2;  // weight = 2 * bit - 1
-  static constexpr bool kVnniGemv = false;
+  static constexpr bool kVnniPacked = false;
   static int64_t row_bytes(int64_t k) { return binary_row_bytes(k); }
 
   const __m256i one = _mm256_set1_epi8(1);

@@ -260,22 +260,23 @@ bool tile(const Dec& dec, const Rows<typename Path::Scalar, MR>& r, const uint8_
   return true;
 }
 
-// One row of int8 x against packed ternary rows [n0, n1) with the VNNI GEMV
-// (vnni_kernels.h), which reads the packed bytes without decoding them. It
-// always looks for code 3 (one row of x: there is no later pass to skip it on).
-template <class Dec>
-bool gemv_vnni(const Rows<int8_t, 1>& r, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
+// MR rows of int8 x against packed ternary rows [n0, n1) with the VNNI kernels
+// (vnni_kernels.h), which read the packed bytes without decoding them. They
+// always look for code 3: a masked block costs 2 more ops for it, not a pass.
+template <class Dec, int MR>
+bool rows_vnni(const Rows<int8_t, MR>& r, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
                const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
   alignas(32) uint8_t keep[32];
   if (rem) _mm256_store_si256(reinterpret_cast<__m256i*>(keep), Dec::check_mask(rem));
-  constexpr int64_t kRowsPerCall = 512;
-  int64_t dots[kRowsPerCall];
+  constexpr int64_t kRowsPerCall = 512 / MR;
+  int64_t dots[kRowsPerCall * MR];
   for (int64_t n = n0; n < n1; n += kRowsPerCall) {
     const int64_t nr = n1 - n < kRowsPerCall ? n1 - n : kRowsPerCall;
-    if (!vnni::ternary_gemv_codes(w + n * rb, rb, nr, n1 - n, r.x[0], full, r.tail[0], rem ? keep : nullptr, dots))
+    if (!vnni::ternary_rows_codes(w + n * rb, rb, nr, n1 - n, r.x, r.tail, MR, full, rem ? keep : nullptr, dots))
       return false;
-    for (int64_t j = 0; j < nr; ++j) store_int(e, m, n + j, static_cast<int32_t>(dots[j] - r.sum[0]));
+    for (int64_t j = 0; j < nr; ++j)
+      for (int i = 0; i < MR; ++i) store_int(e, m + i, n + j, static_cast<int32_t>(dots[j * MR + i] - r.sum[i]));
   }
   return true;
 }
@@ -292,7 +293,7 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
     for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
     r.tail[i] = r.pad[i];
   }
-  if constexpr (MR == 1 && Path::kVnni && Dec::kVnniGemv) return gemv_vnni<Dec>(r, w, k, m, n0, n1, e);
+  if constexpr (Path::kVnni && Dec::kVnniPacked) return rows_vnni<Dec, MR>(r, w, k, m, n0, n1, e);
   int64_t n = n0;
   for (; n + NR <= n1; n += NR)
     if (!tile<Path, Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;

@@ -26,7 +26,7 @@ namespace {
 struct TernaryDecoder {
   static constexpr int64_t kBlockBytes = kTernaryBlockBytes;
   static constexpr int64_t kScale = 1;  // weight = code - 1
-  static constexpr bool kVnniGemv = true;  // one row of x: vnni::ternary_gemv_codes
+  static constexpr bool kVnniPacked = true;  // 1 to 4 rows of x: vnni::ternary_rows_codes on the packed bytes
   static int64_t row_bytes(int64_t k) { return ternary_row_bytes(k); }
 
   const __m256i three = _mm256_set1_epi8(3);

@@ -1,5 +1,5 @@
-// Ternary GEMV (one row of int8 activations) on AVX-512 VNNI, straight from
-// the packed bytes, with no decode shifts. Byte j of a 32-byte block holds the
+// Ternary GEMV (one row of int8 activations) and few-row products (2 to 4
+// rows) on AVX-512 VNNI, straight from the packed bytes, with no decode shifts. Byte j of a 32-byte block holds the
 // codes (w + 1) of weights j, j+32, j+64, j+96 at bits 7:6, 5:4, 3:2, 1:0
 // (layout.h). Masking a byte with 0xC0, 0x30, 0x0C or 0x03 leaves one run's
 // code times 64, 16, 4 or 1 in place, and vpdpbusd multiplies those unsigned
@@ -9,6 +9,8 @@
 // Per 128 weights that is 4 AND + 4 vpdpbusd (+ 2 ops for the code-3 check),
 // where decoding each run first costs 3 more shifts. Four weight rows at a
 // time give 16 independent accumulator chains, which hides vpdpbusd's latency.
+// With 2 to 4 rows of x, one weight row at a time: its 4 masked vectors serve
+// every row of x (4 vpdpbusd per row of x), MR * 4 chains.
 //
 // Exactness: a lane of acc0 adds 4 products of at most 128 * 128 per block;
 // a chunk of kChunkBlocks = 2^13 blocks (+ the tail block) keeps |lane| below
@@ -17,6 +19,7 @@
 #include "vnni_kernels.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <cstdlib>
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
@@ -27,10 +30,9 @@ namespace {
 constexpr int64_t kBlockBytes = 32;     // 128 weights
 constexpr int64_t kChunkBlocks = 1 << 13;
 constexpr int kRows = 4;                // weight rows per register tile
-// A GEMV tile prefetches the next tile (kRows rows of 32 bytes per block) as
-// one sequential stream, 128 bytes per block: the hardware prefetcher follows
-// kRows interleaved row streams poorly.
-constexpr int64_t kPrefetchPerBlock = kRows * kBlockBytes;
+// A tile prefetches the next tile's rows (32 bytes of each per block) as one
+// sequential stream: the hardware prefetcher follows interleaved row streams
+// poorly (benchmarks/results/gemv_read_patterns.md).
 
 // acc += 4-product sums of unsigned a times signed x, in acc's own register
 // (asm: GCC copies the accumulator through scratch registers otherwise).
@@ -43,112 +45,161 @@ struct Masks {
   __m256i run0, run1, run2, run3;
 };
 
-// acc[j][q] += run q of `blocks` blocks of row w[j] times x; seen collects
-// v & (v >> 1), whose bits 6, 4, 2, 0 are set where a code is 3. With pf, two
-// cache lines at pf + 128 b are prefetched per block b.
-template <int NR>
-__attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint8_t* const* w, const int8_t* x,
-                                                      int64_t blocks, __m256i (&acc)[NR][4], __m256i& seen,
+// acc[j][i][q] += run q of `blocks` blocks of weight row w[j] times x row
+// x[i]; seen collects v & (v >> 1), whose bits 6, 4, 2, 0 are set where a code
+// is 3. With pf, the next NR rows' block b (NR * 32 bytes at pf + NR * 32 b:
+// the next tile's bytes in order) is prefetched per block b.
+template <int MR, int NR>
+__attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint8_t* const* w, const int8_t* const* x,
+                                                      int64_t blocks, __m256i (&acc)[NR][MR][4], __m256i& seen,
                                                       const uint8_t* pf) {
+  static_assert(MR == 1 || NR == 1, "several rows of x go with one weight row at a time");
+  constexpr int64_t kStep = NR * kBlockBytes;
   for (int64_t b = 0; b < blocks; ++b) {
     if (pf) {
-      _mm_prefetch(reinterpret_cast<const char*>(pf + b * kPrefetchPerBlock), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(pf + b * kPrefetchPerBlock + 64), _MM_HINT_T0);
+      for (int64_t off = 0; off < kStep; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pf + b * kStep + off), _MM_HINT_T0);
     }
-    const int8_t* xb = x + b * 128;
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb));
-    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 32));
-    const __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64));
-    const __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 96));
-    for (int j = 0; j < NR; ++j) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + b * kBlockBytes));
-      seen = _mm256_ternarylogic_epi32(seen, v, _mm256_srli_epi16(v, 1), 0xF8);  // seen | (v & v >> 1)
-      add_dpbusd(acc[j][0], _mm256_and_si256(v, m.run0), x0);
-      add_dpbusd(acc[j][1], _mm256_and_si256(v, m.run1), x1);
-      add_dpbusd(acc[j][2], _mm256_and_si256(v, m.run2), x2);
-      add_dpbusd(acc[j][3], _mm256_and_si256(v, m.run3), x3);
+    if constexpr (MR == 1) {  // one row of x, loaded once for NR weight rows
+      const int8_t* xb = x[0] + b * 128;
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 32));
+      const __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64));
+      const __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 96));
+      for (int j = 0; j < NR; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + b * kBlockBytes));
+        seen = _mm256_ternarylogic_epi32(seen, v, _mm256_srli_epi16(v, 1), 0xF8);  // seen | (v & v >> 1)
+        add_dpbusd(acc[j][0][0], _mm256_and_si256(v, m.run0), x0);
+        add_dpbusd(acc[j][0][1], _mm256_and_si256(v, m.run1), x1);
+        add_dpbusd(acc[j][0][2], _mm256_and_si256(v, m.run2), x2);
+        add_dpbusd(acc[j][0][3], _mm256_and_si256(v, m.run3), x3);
+      }
+    } else {  // one weight row, masked once for MR rows of x
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[0] + b * kBlockBytes));
+      seen = _mm256_ternarylogic_epi32(seen, v, _mm256_srli_epi16(v, 1), 0xF8);
+      const __m256i a0 = _mm256_and_si256(v, m.run0), a1 = _mm256_and_si256(v, m.run1),
+                    a2 = _mm256_and_si256(v, m.run2), a3 = _mm256_and_si256(v, m.run3);
+      for (int i = 0; i < MR; ++i) {
+        const int8_t* xb = x[i] + b * 128;
+        add_dpbusd(acc[0][i][0], a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb)));
+        add_dpbusd(acc[0][i][1], a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 32)));
+        add_dpbusd(acc[0][i][2], a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64)));
+        add_dpbusd(acc[0][i][3], a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 96)));
+      }
     }
   }
 }
 
-// One vector per row: the four run accumulators with their powers of 4 taken off.
+// One vector per (weight row, x row): the four run accumulators with their powers of 4 taken off.
 inline __m256i combine_runs(const __m256i (&acc)[4]) {
   return _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
                           _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]));
 }
 
-// sum[j] += the 8 lanes of row j's combined accumulators. In int32 first: a
-// chunk's row total is at most (2^13 + 1) * 128 * 256 < 2^29.
-template <int NR>
-inline void add_row_sums(const __m256i (&acc)[NR][4], int64_t* sum) {
-  __m256i s[NR];
-  for (int j = 0; j < NR; ++j) s[j] = combine_runs(acc[j]);
-  if constexpr (NR == 4) {  // lanes of h: rows 0-3 (low half), rows 0-3 again (high half)
+// sum[j][i] += the 8 lanes of (weight row j, x row i)'s combined accumulators.
+// In int32 first: a chunk's total is at most (2^13 + 1) * 128 * 256 < 2^29.
+template <int MR, int NR>
+inline void add_row_sums(const __m256i (&acc)[NR][MR][4], int64_t (&sum)[NR][MR]) {
+  if constexpr (MR == 1 && NR == 4) {  // lanes of h: rows 0-3 (low half), rows 0-3 again (high half)
+    __m256i s[4];
+    for (int j = 0; j < 4; ++j) s[j] = combine_runs(acc[j][0]);
     const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
     alignas(16) int32_t rows[4];
     _mm_store_si128(reinterpret_cast<__m128i*>(rows),
                     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-    for (int j = 0; j < 4; ++j) sum[j] += rows[j];
+    for (int j = 0; j < 4; ++j) sum[j][0] += rows[j];
   } else {
-    for (int j = 0; j < NR; ++j) {
-      __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s[j]), _mm256_extracti128_si256(s[j], 1));
-      t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
-      sum[j] += _mm_cvtsi128_si32(t) + _mm_extract_epi32(t, 1);
-    }
+    for (int j = 0; j < NR; ++j)
+      for (int i = 0; i < MR; ++i) {
+        const __m256i s = combine_runs(acc[j][i]);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+        sum[j][i] += _mm_cvtsi128_si32(t) + _mm_extract_epi32(t, 1);
+      }
   }
 }
 
-// Rows [n, n + NR): dots of the `full` whole blocks in chunks of at most
-// kChunkBlocks, the tail block going into the last chunk.
-// pf: nullptr or the next tile, prefetched while this one is computed.
-template <int NR>
-bool tile(const uint8_t* w, int64_t rb, int64_t n, const int8_t* x, int64_t full, const int8_t* xtail,
+// Weight rows [n, n + NR) against x rows x[0..MR): dots of the `full` whole
+// blocks in chunks of at most kChunkBlocks, the tail block going into the last
+// chunk; dots[(n + j) * MR + i]. pf: nullptr or the next NR weight rows,
+// prefetched while these are computed.
+template <int MR, int NR>
+bool tile(const uint8_t* w, int64_t rb, int64_t n, const int8_t* const* x, int64_t full, const int8_t* const* xtail,
           const uint8_t* tail_keep, int64_t* dots, const uint8_t* pf) {
   const Masks m{_mm256_set1_epi8(static_cast<char>(0xC0)), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C),
                 _mm256_set1_epi8(0x03)};
-  int64_t sum[NR] = {};
+  int64_t sum[NR][MR] = {};
   __m256i seen = _mm256_setzero_si256(), tail_seen = _mm256_setzero_si256();
   int64_t b0 = 0;
   do {
     const int64_t blocks = full - b0 < kChunkBlocks ? full - b0 : kChunkBlocks;
-    __m256i acc[NR][4];
+    __m256i acc[NR][MR][4];
     const uint8_t* at[NR];
+    const int8_t* xs[MR];
+    for (int i = 0; i < MR; ++i) xs[i] = x[i] + b0 * 128;
     for (int j = 0; j < NR; ++j) {
       at[j] = w + (n + j) * rb + b0 * kBlockBytes;
-      for (int q = 0; q < 4; ++q) acc[j][q] = _mm256_setzero_si256();
+      for (int i = 0; i < MR; ++i)
+        for (int q = 0; q < 4; ++q) acc[j][i][q] = _mm256_setzero_si256();
     }
-    dot_blocks<NR>(m, at, x + b0 * 128, blocks, acc, seen, pf ? pf + b0 * kPrefetchPerBlock : nullptr);
+    dot_blocks<MR, NR>(m, at, xs, blocks, acc, seen, pf ? pf + b0 * NR * kBlockBytes : nullptr);
     b0 += blocks;
     if (b0 == full && tail_keep) {
-      if (pf)  // the next tile's last NR * 32 bytes
+      if (pf)  // the next rows' tail bytes
         for (int64_t off = 0; off < NR * kBlockBytes; off += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(pf + full * kPrefetchPerBlock + off), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(pf + full * NR * kBlockBytes + off), _MM_HINT_T0);
       for (int j = 0; j < NR; ++j) at[j] = w + (n + j) * rb + full * kBlockBytes;
-      dot_blocks<NR>(m, at, xtail, 1, acc, tail_seen, nullptr);
+      dot_blocks<MR, NR>(m, at, xtail, 1, acc, tail_seen, nullptr);
     }
-    add_row_sums<NR>(acc, sum);
+    add_row_sums<MR, NR>(acc, sum);
   } while (b0 < full);
   __m256i bad = _mm256_and_si256(seen, _mm256_set1_epi8(0x55));
   if (tail_keep)
     bad = _mm256_or_si256(bad, _mm256_and_si256(tail_seen, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_keep))));
-  for (int j = 0; j < NR; ++j) dots[n + j] = sum[j];
+  for (int j = 0; j < NR; ++j)
+    for (int i = 0; i < MR; ++i) dots[(n + j) * MR + i] = sum[j][i];
   return _mm256_testz_si256(bad, bad);
+}
+
+// Weight rows one at a time against MR rows of x, the next row prefetched.
+template <int MR>
+bool rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* const* x, int64_t full,
+                const int8_t* const* xtail, const uint8_t* tail_keep, int64_t* dots) {
+  bool ok = true;
+  for (int64_t n = 0; n < nr; ++n) {
+    const uint8_t* next = n + 2 <= rows_readable ? w + (n + 1) * rb : nullptr;
+    ok &= tile<MR, 1>(w, rb, n, x, full, xtail, tail_keep, dots, next);
+  }
+  return ok;
 }
 
 }  // namespace
 
 bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
                         const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots) {
+  const int8_t* const xs[1] = {x};
+  const int8_t* const xt[1] = {xtail};
   bool ok = true;
   int64_t n = 0;
   for (; n + kRows <= nr; n += kRows) {
     // The next tile, prefetched while this one computes (measured here: no
     // software prefetch is 2-3x slower cold; 2 or more tiles ahead is slower too).
     const uint8_t* next = n + 2 * kRows <= rows_readable ? w + (n + kRows) * rb : nullptr;
-    ok &= tile<kRows>(w, rb, n, x, full, xtail, tail_keep, dots, next);
+    ok &= tile<1, kRows>(w, rb, n, xs, full, xt, tail_keep, dots, next);
   }
-  for (; n < nr; ++n) ok &= tile<1>(w, rb, n, x, full, xtail, tail_keep, dots, nullptr);
+  for (; n < nr; ++n) ok &= tile<1, 1>(w, rb, n, xs, full, xt, tail_keep, dots, nullptr);
   return ok;
+}
+
+bool ternary_rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* const* x,
+                        const int8_t* const* xtail, int mr, int64_t full, const uint8_t* tail_keep, int64_t* dots) {
+  switch (mr) {
+    case 1: return ternary_gemv_codes(w, rb, nr, rows_readable, x[0], full, xtail[0], tail_keep, dots);
+    case 2: return rows_codes<2>(w, rb, nr, rows_readable, x, full, xtail, tail_keep, dots);
+    case 3: return rows_codes<3>(w, rb, nr, rows_readable, x, full, xtail, tail_keep, dots);
+    case 4: return rows_codes<4>(w, rb, nr, rows_readable, x, full, xtail, tail_keep, dots);
+    default: std::abort();  // callers pass 1 to kMaxRows
+  }
 }
 
 }  // namespace bitops::cpu::vnni
@@ -161,6 +212,10 @@ namespace bitops::cpu::vnni {
 // Never called: only the x86 "cpu-avx512vnni" kernel table reaches it.
 bool ternary_gemv_codes(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*,
                         const uint8_t*, int64_t*) {
+  std::abort();
+}
+bool ternary_rows_codes(const uint8_t*, int64_t, int64_t, int64_t, const int8_t* const*, const int8_t* const*, int,
+                        int64_t, const uint8_t*, int64_t*) {
   std::abort();
 }
 }  // namespace bitops::cpu::vnni

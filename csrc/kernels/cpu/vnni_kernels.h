@@ -26,6 +26,11 @@ void panel_dots(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* cons
 bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
                         const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots);
 
+// The same for 1 <= mr <= kMaxRows rows of x (x[i], xtail[i]), one weight row
+// at a time for mr > 1: dots[j * mr + i] = sum over k of code(j, k) * x_i[k].
+bool ternary_rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* const* x,
+                        const int8_t* const* xtail, int mr, int64_t full, const uint8_t* tail_keep, int64_t* dots);
+
 // AVX-512 VPOPCNTDQ (and VL) usable too: the "cpu-avx512vnni" table then counts
 // XNOR bits with vpopcntq (avx2_binary.cpp).
 bool vpopcnt_usable();
