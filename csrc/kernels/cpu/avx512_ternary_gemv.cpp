@@ -15,7 +15,8 @@
 // Exactness: a lane of acc0 adds 4 products of at most 128 * 128 per block;
 // a chunk of kChunkBlocks = 2^13 blocks (+ the tail block) keeps |lane| below
 // (2^13 + 1) * 2^16 < 2^30, and chunks are added in int64. A corrupt code 3
-// (192 * 128 per product) cannot wrap either, and its result is thrown away.
+// (192 * 128 per product) cannot wrap either ((2^13 + 1) * 4 * 192 * 128 < 2^30),
+// and its result is thrown away.
 #include "vnni_kernels.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -48,7 +49,8 @@ struct Masks {
 // acc[j][i][q] += run q of `blocks` blocks of weight row w[j] times x row
 // x[i]; seen collects v & (v >> 1), whose bits 6, 4, 2, 0 are set where a code
 // is 3. With pf, the next NR rows' block b (NR * 32 bytes at pf + NR * 32 b:
-// the next tile's bytes in order) is prefetched per block b.
+// the next tile's bytes in order) is prefetched per block b, a whole line per
+// two blocks when that is less than a line (NR = 1).
 template <int MR, int NR>
 __attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint8_t* const* w, const int8_t* const* x,
                                                       int64_t blocks, __m256i (&acc)[NR][MR][4], __m256i& seen,
@@ -56,7 +58,7 @@ __attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint
   static_assert(MR == 1 || NR == 1, "several rows of x go with one weight row at a time");
   constexpr int64_t kStep = NR * kBlockBytes;
   for (int64_t b = 0; b < blocks; ++b) {
-    if (pf) {
+    if (pf && (kStep >= 64 || b % 2 == 0)) {
       for (int64_t off = 0; off < kStep; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(pf + b * kStep + off), _MM_HINT_T0);
     }

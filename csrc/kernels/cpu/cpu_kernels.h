@@ -45,7 +45,8 @@ struct KernelTable {
 const KernelTable& scalar_kernels();
 const KernelTable* avx2_kernels();  // nullptr when not compiled in
 // The AVX2 set with the int8 paths on AVX-512 VNNI (avx512_vnni.cpp: the
-// many-row GEMMs; avx512_ternary_gemv.cpp: the one-row ternary GEMV).
+// many-row GEMMs; avx512_ternary_gemv.cpp: ternary against 1 to 4 rows of x
+// straight from the packed bytes).
 const KernelTable* avx512vnni_kernels();  // nullptr when not compiled in
 
 // Chosen once, at first use: the best set the CPU runs (AVX-512 VNNI, AVX2,

@@ -1,5 +1,6 @@
 // The AVX-512 VNNI kernels: the decoded int8 GEMM's inner kernel
-// (avx512_vnni.cpp) and the one-row ternary GEMV (avx512_ternary_gemv.cpp).
+// (avx512_vnni.cpp) and the ternary kernels for 1 to 4 rows of x that read the
+// packed bytes without decoding them (avx512_ternary_gemv.cpp).
 // Portable declarations: code compiled for AVX2 may take their addresses, and the
 // "cpu-avx512vnni" kernel table calls them only after cpuid has confirmed the ISA.
 #pragma once
