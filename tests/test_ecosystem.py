@@ -1,7 +1,6 @@
 """bitops inside the tools users already have: torch.compile, Hugging Face models, DDP."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -71,12 +70,6 @@ def test_convert_a_transformers_model_and_generate():
 # ----------------------------------------------------------------------------- DDP
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _data():
     g = torch.Generator().manual_seed(123)
     return torch.randn(8, 24, generator=g), torch.randn(8, 8, generator=g)
@@ -90,18 +83,22 @@ def _train(model, x, y, steps=5):
         opt.step()
 
 
-def _ddp_worker(rank, world, port, out_dir):
+def _ddp_worker(rank, world, out_dir):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # A file store, not TCP: no store server thread in rank 0 to outlive its peer at exit
+    # (a CI run once saw rank 0 abort in teardown, "terminate called without an active exception").
+    store = os.path.join(out_dir, "ddp_store")
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         model = DDP(small_model())
         x, y = _data()
         shard = slice(rank * 4, rank * 4 + 4)  # equal shards: mean of shard means = full-batch mean
         _train(model, x[shard], y[shard])
         torch.save(model.module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears its process group down
     finally:
         dist.destroy_process_group()
 
@@ -109,7 +106,7 @@ def _ddp_worker(rank, world, port, out_dir):
 def test_ddp_gloo_two_processes_matches_single_process(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name in r0:
