@@ -1,9 +1,10 @@
 // Ternary GEMV (one row of int8 activations) and few-row products (2 to 4
 // rows) on AVX-512 VNNI, straight from the packed bytes, with no decode
 // shifts. Byte j of a 32-byte block holds the codes (w + 1) of weights j,
-// j+32, j+64, j+96 at bits 7:6, 5:4, 3:2, 1:0 (layout.h). Masking a byte with 0xC0, 0x30, 0x0C or 0x03 leaves one run's
-// code times 64, 16, 4 or 1 in place, and vpdpbusd multiplies those unsigned
-// bytes by the matching 32 activations. Each run keeps its own accumulator,
+// j+32, j+64, j+96 at bits 7:6, 5:4, 3:2, 1:0 (layout.h). Masking a byte
+// with 0xC0, 0x30, 0x0C or 0x03 leaves one run's code times 64, 16, 4 or 1 in
+// place, and vpdpbusd multiplies those unsigned bytes by the matching 32
+// activations. Each run keeps its own accumulator,
 // and the powers of 4 come off with exact shifts at the end:
 //   sum(code * x) = (acc0 >> 6) + (acc1 >> 4) + (acc2 >> 2) + acc3.
 // Per 128 weights that is 4 AND + 4 vpdpbusd (+ 2 ops for the code-3 check),
