@@ -113,11 +113,11 @@ def bench_case(n, k, m, weight, act_bits, l2, bw, hot=False, path=None, min_call
     wf = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     if weight == "ternary":
         wq, scale = bitops.ternary_quantize(wf)
-        packed = bitops.pack_ternary(wq)
+        packed = bitops.pack_ternary(wq).qdata  # raw bytes (rows permuted for the cold rotation)
         op = bitops.ternary_linear
     else:
         wq, scale = bitops.binary_quantize(wf)
-        packed = bitops.pack_binary(wq)
+        packed = bitops.pack_binary(wq).qdata
         op = bitops.binary_linear
     del wq
     packed_bytes = packed.numel()
@@ -131,7 +131,7 @@ def bench_case(n, k, m, weight, act_bits, l2, bw, hot=False, path=None, min_call
         g = mode == "graph"
         t_bf16 = timed([lambda w=w: F.linear(x, w) for w in ws], calls, reps, graph=g)
         with Env(path, gemv):
-            t_pk = timed([lambda p=p: op(x, p, scale, act_bits=act_bits) for p in ps], calls, reps, graph=g)
+            t_pk = timed([lambda p=p: op(x, p, scale, act_bits=act_bits, in_features=k) for p in ps], calls, reps, graph=g)
         row[f"bf16_us_{mode}"] = t_bf16
         row[f"packed_us_{mode}"] = t_pk
         row[f"speedup_{mode}"] = t_bf16 / t_pk

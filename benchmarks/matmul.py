@@ -240,9 +240,9 @@ class Layer:
         self.w32 = w
         self.w16 = w.to(torch.bfloat16)
         wq, self.gamma = bitops.ternary_quantize(w)
-        self.ternary = bitops.pack_ternary(wq)
+        self.ternary = bitops.pack_ternary(wq).qdata  # raw bytes: copies rotate through memory
         wb, self.beta = bitops.binary_quantize(w)
-        self.binary = bitops.pack_binary(wb)
+        self.binary = bitops.pack_binary(wb).qdata
         self.bias = torch.randn(n, generator=g) * 0.1
         self.copies: dict[str, list] = {}
 
@@ -274,13 +274,13 @@ def call(method: str, layer: Layer, x: torch.Tensor, xb: torch.Tensor, w: torch.
     if method == "bf16":
         return F.linear(xb, w, layer.bias.to(torch.bfloat16))
     if method == "ternary_i8":
-        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=8)
+        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=8, in_features=layer.k)
     if method == "ternary_f32":
-        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=None)
+        return bitops.ternary_linear(x, w, layer.gamma, layer.bias, act_bits=None, in_features=layer.k)
     if method == "binary_i8":
-        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=8)
+        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=8, in_features=layer.k)
     if method == "binary_b1":
-        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=1)
+        return bitops.binary_linear(x, w, layer.beta, layer.bias, act_bits=1, in_features=layer.k)
     raise ValueError(method)
 
 

@@ -6,6 +6,7 @@ kernels; train with straight-through estimators. See README.md and DESIGN.md.
 
 from . import nn, reference
 from ._native import backend
+from .packed import PackedWeight
 from .ops import (
     binarize_activations,
     binary_linear,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "backend",
+    "PackedWeight",
     "reference",
     "ternary_quantize",
     "binary_quantize",

@@ -24,15 +24,18 @@ except ImportError as exc:  # no build, or a build for another torch
         )
 
 
+HAS_CUDA = LOADED and bool(torch.ops.bitops.has_cuda())  # fixed at build time: asked once
+
+
 def has_cuda_kernels() -> bool:
-    return LOADED and bool(torch.ops.bitops.has_cuda())
+    return HAS_CUDA
 
 
 def backend(device: str | torch.device = "cpu") -> str:
     """Which implementation runs bitops ops for tensors on ``device``.
 
-    ``"cpu-avx512vnni"``, ``"cpu-avx2"`` or ``"cpu-scalar"`` (native CPU kernels, chosen by cpuid
-    and capped by ``BITOPS_ISA=avx2`` or ``=scalar``),
+    ``"cpu-avx512vnni"``, ``"cpu-avx2"`` or ``"cpu-scalar"`` (native CPU kernels, chosen once by
+    cpuid and capped by ``BITOPS_ISA=avx2`` or ``=scalar``),
     ``"cuda"`` (native CUDA kernels) or ``"reference"`` (the pure-torch oracle).
     """
     kind = torch.device(device).type

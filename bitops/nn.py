@@ -13,6 +13,7 @@ bit for bit, and so is the output of the packed inference module from :meth:`Bit
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Iterable
 
@@ -20,7 +21,9 @@ import torch
 from torch import nn
 
 from .packed_linear import PackedBitLinear, check_input, describe, make_norm, normalize_input
-from .quant import QuantizedWeight, bit_linear, check_config, quantize_weight
+from .bit_linear import bit_linear, quantize_weight
+from .config import check_config
+from .packed import PackedWeight
 
 __all__ = ["BitLinear", "PackedBitLinear", "convert", "pack_model"]
 
@@ -63,7 +66,7 @@ class BitLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
         self.reset_parameters()
         self.norm = make_norm(in_features, device, dtype) if norm else None
-        self._packed_cache: tuple[tuple, QuantizedWeight] | None = None
+        self._packed_cache: tuple[tuple, PackedWeight] | None = None
 
     def reset_parameters(self) -> None:
         """nn.Linear's initialisation, drawing the same random numbers in the same order."""
@@ -103,7 +106,7 @@ class BitLinear(nn.Module):
 
     # ------------------------------------------------------------------ packed weights
 
-    def packed_weights(self) -> QuantizedWeight:
+    def packed_weights(self) -> PackedWeight:
         """The quantized and packed weights, cached until the weights change.
 
         A change is seen through the tensor's identity, storage and version counter (every
@@ -131,11 +134,10 @@ class BitLinear(nn.Module):
 
     def pack(self) -> PackedBitLinear:
         """The inference module: packed weights + scale (+ bias, norm), same outputs as eval()."""
-        qw = quantize_weight(self.weight, self.weight_kind)
-        bias = None if self.bias is None else self.bias.detach()
-        return PackedBitLinear.from_parts(
-            self.weight_kind, self.act_bits, self.in_features, qw.packed, qw.scale, bias, self.norm
-        ).train(self.training)
+        packed = quantize_weight(self.weight, self.weight_kind)
+        bias = None if self.bias is None else self.bias.detach().clone()
+        norm = None if self.norm is None else copy.deepcopy(self.norm)
+        return PackedBitLinear.from_packed(packed, bias, self.act_bits, norm).train(self.training)
 
     def extra_repr(self) -> str:
         return describe(self)

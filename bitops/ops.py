@@ -1,9 +1,11 @@
 """The public ops: native kernels when the extension is loaded, else the oracle.
 
-Each function here checks that its tensors share one device, then calls
-``torch.ops.bitops.*`` (CPU or CUDA kernels) or, where no native kernel serves
-that device, :mod:`bitops.reference`. Fake (meta) implementations are
-registered so the ops trace under ``torch.compile``.
+Each function here resolves its packed weights (a :class:`~bitops.PackedWeight`, or a raw
+buffer with an explicit K), then calls ``torch.ops.bitops.*`` (CPU or CUDA kernels; their C++
+checks do the argument checking) or, where no native kernel serves that device,
+:mod:`bitops.reference`. The linear ops are differentiable (straight-through gradients,
+:mod:`bitops.autograd`). Fake (meta) implementations are registered so the ops trace under
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import torch
 
 from . import reference as ref
-from ._native import LOADED, backend, has_cuda_kernels
+from ._native import HAS_CUDA, LOADED
+from .autograd import reference_linear
+from .packed import PackedWeight, check_act_bits, linear_operands, unwrap
+from .validate import validate_packed
 
 __all__ = [
     "ternary_quantize",
@@ -32,6 +37,9 @@ __all__ = [
 ternary_quantize = ref.ternary_quantize
 binary_quantize = ref.binary_quantize
 
+_below_autograd = torch._C._AutoDispatchBelowAutograd
+_is_compiling = torch.compiler.is_compiling
+
 
 def _native_for(*tensors) -> bool:
     """True when the native kernels serve these tensors; raises on mixed or unsupported devices."""
@@ -41,22 +49,17 @@ def _native_for(*tensors) -> bool:
     else:
         return LOADED
     present = [t for t in tensors if isinstance(t, torch.Tensor)]
+    for t in present:
+        if t.is_cuda and LOADED and not HAS_CUDA:
+            raise ValueError(
+                f"bitops: a tensor is on {t.device}, but this bitops build has no CUDA kernels; "
+                "rebuild with BITOPS_CUDA=1 on a machine with nvcc, or move the tensors to the CPU"
+            )
     device = present[0].device
     for t in present[1:]:
         if t.device != device:
             raise ValueError(f"bitops: all tensors must be on one device, got {device} and {t.device}")
-    if not LOADED:
-        return False
-    if device.type == "cpu":
-        return True
-    if device.type == "cuda":
-        if not has_cuda_kernels():
-            raise RuntimeError(
-                f"bitops: a tensor is on {device}, but this bitops build has no CUDA kernels; "
-                "rebuild with BITOPS_CUDA=1 on a machine with nvcc, or move the tensors to the CPU"
-            )
-        return True
-    return False
+    return LOADED and device.type in ("cpu", "cuda")
 
 
 def _check_tensor(t, name):
@@ -66,13 +69,6 @@ def _check_tensor(t, name):
     if t.layout != torch.strided or t.is_nested or t.is_quantized:
         kind = "nested" if t.is_nested else "quantized" if t.is_quantized else str(t.layout)
         raise TypeError(f"bitops: {name} must be a dense (strided) tensor, got a {kind} tensor")
-
-
-def _check_int(k, name="k"):
-    if not isinstance(k, int) or isinstance(k, bool):
-        raise TypeError(f"bitops: {name} must be an int, got {type(k).__name__}")
-    if not 1 <= k <= ref.MAX_K:  # checked here too: torch cannot pass an int beyond int64 to the op
-        raise ValueError(f"bitops: {name} must be in [1, {ref.MAX_K}] so that int32 accumulation stays exact, got {name}={k}")
 
 
 def quantize_activations(x: torch.Tensor):
@@ -91,95 +87,137 @@ def binarize_activations(x: torch.Tensor):
     return ref.binarize_activations(x)
 
 
-def pack_ternary(wq: torch.Tensor) -> torch.Tensor:
-    """int8 ``[N, K]`` in {-1, 0, 1} -> packed uint8 ``[N, ternary_row_bytes(K)]`` (layout: csrc/kernels/layout.h)."""
+def _packed(kind, wq, scale) -> PackedWeight:
     _check_tensor(wq, "wq")
+    if scale is not None:
+        _check_tensor(scale, "scale")
     if _native_for(wq):
-        return torch.ops.bitops.pack_ternary(wq)
-    return ref.pack_ternary(wq)
+        op = torch.ops.bitops.pack_ternary if kind == "ternary" else torch.ops.bitops.pack_binary
+        qdata = op(wq)
+    else:
+        qdata = (ref.pack_ternary if kind == "ternary" else ref.pack_binary)(wq).qdata
+    pw = PackedWeight._trusted(kind, qdata, wq.shape[1])
+    return pw if scale is None else pw.with_scale(scale)
 
 
-def unpack_ternary(packed: torch.Tensor, k: int) -> torch.Tensor:
-    """Inverse of :func:`pack_ternary`; raises ValueError on a corrupt buffer (code 3)."""
-    _check_tensor(packed, "packed")
-    _check_int(k)
-    if _native_for(packed):
-        return torch.ops.bitops.unpack_ternary(packed, k)
-    return ref.unpack_ternary(packed, k)
+def pack_ternary(wq: torch.Tensor, gamma: torch.Tensor | None = None) -> PackedWeight:
+    """int8 ``[N, K]`` in {-1, 0, 1} -> :class:`PackedWeight` (``uint8 [N, ternary_row_bytes(K)]``,
+    layout: csrc/kernels/layout.h), carrying ``gamma`` if given."""
+    return _packed("ternary", wq, gamma)
 
 
-def pack_binary(wq: torch.Tensor) -> torch.Tensor:
-    """int8 ``[N, K]`` in {-1, +1} -> packed bits uint8 ``[N, binary_row_bytes(K)]``."""
-    _check_tensor(wq, "wq")
-    if _native_for(wq):
-        return torch.ops.bitops.pack_binary(wq)
-    return ref.pack_binary(wq)
+def pack_binary(wq: torch.Tensor, beta: torch.Tensor | None = None) -> PackedWeight:
+    """int8 ``[N, K]`` in {-1, +1} -> :class:`PackedWeight` (bits, ``uint8 [N, binary_row_bytes(K)]``)."""
+    return _packed("binary", wq, beta)
 
 
-def unpack_binary(packed: torch.Tensor, k: int) -> torch.Tensor:
-    """Inverse of :func:`pack_binary`."""
-    _check_tensor(packed, "packed")
-    _check_int(k)
-    if _native_for(packed):
-        return torch.ops.bitops.unpack_binary(packed, k)
-    return ref.unpack_binary(packed, k)
+def unpack_ternary(packed, k: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`pack_ternary` (``k`` only for a raw buffer); ValueError on the invalid code 3."""
+    qdata, k, _ = unwrap("ternary", packed, k)
+    _check_tensor(qdata, "packed")
+    if _native_for(qdata):
+        return torch.ops.bitops.unpack_ternary(qdata, k)
+    return ref.unpack_ternary(qdata, k)
 
 
-def ternary_matmul_int(xq: torch.Tensor, packed: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact int32 ``[..., N]``: ``sum_k xq[..., k] * Wq[n, k]``."""
+def unpack_binary(packed, k: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`pack_binary` (``k`` only for a raw buffer)."""
+    qdata, k, _ = unwrap("binary", packed, k)
+    _check_tensor(qdata, "packed")
+    if _native_for(qdata):
+        return torch.ops.bitops.unpack_binary(qdata, k)
+    return ref.unpack_binary(qdata, k)
+
+
+def ternary_matmul_int(xq: torch.Tensor, packed, k: int | None = None) -> torch.Tensor:
+    """Exact int32 ``[..., N]``: ``sum_k xq[..., k] * Wq[n, k]`` (``k`` only for a raw buffer)."""
+    qdata, k, _ = unwrap("ternary", packed, k)
     _check_tensor(xq, "xq")
-    _check_tensor(packed, "packed")
-    _check_int(k)
-    if _native_for(xq, packed):
-        return torch.ops.bitops.ternary_matmul_int(xq, packed, k)
-    return ref.ternary_matmul_int(xq, packed, k)
+    _check_tensor(qdata, "packed")
+    if _native_for(xq, qdata):
+        return torch.ops.bitops.ternary_matmul_int(xq, qdata, k)
+    return ref.ternary_matmul_int(xq, qdata, k)
 
 
-def binary_matmul_int(xbits: torch.Tensor, wbits: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact int32 XNOR-popcount product of packed sign bits."""
+def binary_matmul_int(xbits: torch.Tensor, wbits, k: int | None = None) -> torch.Tensor:
+    """Exact int32 XNOR-popcount product of packed sign bits (``k`` only for raw weight bits)."""
+    qdata, k, _ = unwrap("binary", wbits, k)
+    if isinstance(xbits, PackedWeight):  # sign bits packed with pack_binary
+        xbits = xbits.qdata
     _check_tensor(xbits, "xbits")
-    _check_tensor(wbits, "wbits")
-    _check_int(k)
-    if _native_for(xbits, wbits):
-        return torch.ops.bitops.binary_matmul_int(xbits, wbits, k)
-    return ref.binary_matmul_int(xbits, wbits, k)
+    _check_tensor(qdata, "wbits")
+    if _native_for(xbits, qdata):
+        return torch.ops.bitops.binary_matmul_int(xbits, qdata, k)
+    return ref.binary_matmul_int(xbits, qdata, k)
 
 
-def _linear_args(x, packed, scale, bias, scale_name):
-    _check_tensor(x, "x")
-    _check_tensor(packed, "packed")
-    _check_tensor(scale, scale_name)
-    if bias is not None:
-        _check_tensor(bias, "bias")
-    return _native_for(x, packed, scale, bias)
+# --------------------------------------------------------------------------- the linear ops
+
+_LINEAR_OPS = {
+    ("ternary", 8): "ternary_linear_i8",
+    ("ternary", None): "ternary_linear_f",
+    ("binary", 8): "binary_linear_i8",
+    ("binary", 1): "binary_linear_b1",
+    ("binary", None): "binary_linear_f",
+}
+_NATIVE_LINEAR = {key: getattr(torch.ops.bitops, name).default for key, name in _LINEAR_OPS.items()} if LOADED else {}
 
 
-def ternary_linear(x, packed, gamma, bias=None, act_bits=8):
+def _explain(kind, x, qdata, scale, bias, scale_name):
+    """After the dispatcher refused the call: the error a user can act on (or None)."""
+    for t, name in ((x, "x"), (qdata, "packed"), (scale, scale_name), (bias, "bias")):
+        if t is not None:
+            _check_tensor(t, name)
+    _native_for(x, qdata, scale, bias)  # raises on mixed devices or a device without kernels
+    return None
+
+
+def linear(kind: str, x, packed, scale, bias, act_bits, in_features, scale_name: str):
+    """The one entry of :func:`ternary_linear` and :func:`binary_linear`, and of the modules."""
+    op = _NATIVE_LINEAR.get((kind, act_bits)) if (act_bits is None or type(act_bits) is int) else None
+    if op is None:
+        check_act_bits(kind, act_bits)  # raises; a valid act_bits without kernels goes on below
+    qdata, k, scale = linear_operands(kind, x, packed, scale, in_features, scale_name)
+    if op is not None and x.is_cpu and qdata.is_cpu and scale.is_cpu and (bias is None or bias.is_cpu):
+        native = True
+    else:
+        native = _native_for(x, qdata, scale, bias)
+        if qdata.is_cuda and not isinstance(packed, PackedWeight):
+            validate_packed(kind, qdata, k)  # a PackedWeight was checked once, when it was made
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or scale.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    if not native:
+        return reference_linear(kind, act_bits, x, qdata, scale, bias, k, needs_grad)
+    try:
+        if needs_grad or _is_compiling():
+            return op(x, qdata, scale, bias)
+        with _below_autograd():  # no graph to record: skip the autograd layer (~6 us a call)
+            return op(x, qdata, scale, bias)
+    except NotImplementedError:  # the dispatcher found no kernel: a layout or device problem
+        _explain(kind, x, qdata, scale, bias, scale_name)
+        raise
+
+
+def ternary_linear(x, packed, gamma=None, bias=None, act_bits=8, *, in_features=None):
     """``y = x @ (gamma * Wq).T + bias`` over packed ternary weights.
 
+    ``packed``: the :class:`PackedWeight` of :func:`pack_ternary` (``gamma`` then comes from it
+    unless it was packed without one), or a raw ``uint8`` buffer with ``in_features=K``.
     ``act_bits=8`` quantizes x per row to int8 and accumulates exactly in int32 (W1.58A8);
     ``act_bits=None`` keeps x in float32 (add/sub of activations). Output dtype = x's.
+    Differentiable in x and bias (straight-through: ``grad_x = grad_y @ (gamma * Wq)``).
     """
-    if act_bits not in (8, None):
-        raise ValueError(f"bitops: ternary_linear supports act_bits=8 or None, got {act_bits!r}")
-    if not _linear_args(x, packed, gamma, bias, "gamma"):
-        return ref.ternary_linear(x, packed, gamma, bias, act_bits)
-    op = torch.ops.bitops.ternary_linear_i8 if act_bits == 8 else torch.ops.bitops.ternary_linear_f
-    return op(x, packed, gamma, bias)
+    return linear("ternary", x, packed, gamma, bias, act_bits, in_features, "gamma")
 
 
-def binary_linear(x, packed, beta, bias=None, act_bits=8):
-    """``y = x @ (beta * Wb).T + bias`` over packed binary weights.
+def binary_linear(x, packed, beta=None, bias=None, act_bits=8, *, in_features=None):
+    """``y = x @ (beta * Wb).T + bias`` over packed binary weights (arguments as :func:`ternary_linear`).
 
-    ``act_bits=8``: int8 activations; ``act_bits=1``: sign activations, XNOR-popcount;
-    ``act_bits=None``: float activations.
+    ``act_bits=8``: int8 activations; ``act_bits=1``: sign activations, XNOR-popcount (its
+    gradient passes where ``|x| <= 1``); ``act_bits=None``: float activations.
     """
-    ops = {8: "binary_linear_i8", 1: "binary_linear_b1", None: "binary_linear_f"}
-    if act_bits not in ops:
-        raise ValueError(f"bitops: binary_linear supports act_bits=8, 1 or None, got {act_bits!r}")
-    if not _linear_args(x, packed, beta, bias, "beta"):
-        return ref.binary_linear(x, packed, beta, bias, act_bits)
-    return getattr(torch.ops.bitops, ops[act_bits])(x, packed, beta, bias)
+    return linear("binary", x, packed, beta, bias, act_bits, in_features, "beta")
 
 
 # --------------------------------------------------------------------------- fake kernels
@@ -228,4 +266,3 @@ if LOADED:
     for _name in ("ternary_linear_i8", "ternary_linear_f", "binary_linear_i8", "binary_linear_f", "binary_linear_b1"):
         torch.library.register_fake(f"bitops::{_name}")(_linear_fake)
 
-__all__ += ["backend"]

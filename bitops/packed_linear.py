@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
-from .quant import check_config, kernel_linear
-from .reference import binary_row_bytes, ternary_row_bytes
+from .config import check_config
+from .packed import LAYOUT_VERSION, PackedWeight, check_scale
+from .packed import row_bytes as packed_row_bytes
+from .validate import first_bad_row
 
 __all__ = ["PackedBitLinear", "make_norm", "normalize_input", "check_input"]
 
@@ -49,10 +51,6 @@ def check_input(module: nn.Module, x: torch.Tensor) -> None:
         )
 
 
-def row_bytes(kind: str, in_features: int) -> int:
-    return ternary_row_bytes(in_features) if kind == "ternary" else binary_row_bytes(in_features)
-
-
 def describe(module: nn.Module) -> str:
     return (
         f"in_features={module.in_features}, out_features={module.out_features}, "
@@ -67,8 +65,13 @@ def describe(module: nn.Module) -> str:
 class PackedBitLinear(nn.Module):
     """Inference-only BitLinear over packed weights; same outputs as ``BitLinear.eval()``.
 
-    Usually made by :meth:`bitops.nn.BitLinear.pack`. Constructed directly, it holds zero
-    weights, ready for ``load_state_dict``.
+    Usually made by :meth:`bitops.nn.BitLinear.pack` or :meth:`from_packed`. Constructed
+    directly, it holds zero weights (scale 0), ready for ``load_state_dict``; ``per_channel=True``
+    gives it one scale per output row.
+
+    Casting the module (``.to(torch.bfloat16)``, ``.half()``, ``.float()``) casts its bias and
+    norm but never the scale, which stays float32 (the kernels' epilogue is float32); moving it
+    (``.to(device)``) moves everything. The output has the input's dtype.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class PackedBitLinear(nn.Module):
         weight: str = "ternary",
         act_bits=8,
         norm: bool = False,
+        per_channel: bool = False,
         device=None,
         dtype=None,
     ):
@@ -86,43 +90,83 @@ class PackedBitLinear(nn.Module):
         check_config(weight, act_bits)
         self.in_features, self.out_features = in_features, out_features
         self.weight_kind, self.act_bits = weight, act_bits
-        zeros = torch.zeros(out_features, in_features, dtype=torch.int8, device=device)
-        packed = ops.pack_ternary(zeros) if weight == "ternary" else ops.pack_binary(zeros + 1)
-        self.register_buffer("packed_weight", packed)
-        self.register_buffer("weight_scale", torch.zeros((), dtype=torch.float32, device=device))
+        # Canonical bytes of an all-zero (ternary) / all -1 (binary) matrix, written directly.
+        fill = 0x55 if weight == "ternary" else 0  # 0x55: four codes 1 (weight 0)
+        rb = packed_row_bytes(weight, in_features)
+        self.register_buffer("packed_weight", torch.full((out_features, rb), fill, dtype=torch.uint8, device=device))
+        scale_shape = (out_features,) if per_channel else ()
+        self.register_buffer("weight_scale", torch.zeros(scale_shape, dtype=torch.float32, device=device))
         bias_dtype = dtype if dtype is not None else torch.get_default_dtype()
         self.register_buffer("bias", torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None)
         self.norm = make_norm(in_features, device, dtype) if norm else None
 
     @classmethod
-    def from_parts(cls, kind, act_bits, in_features, packed, scale, bias=None, norm=None) -> PackedBitLinear:
-        """Wraps already packed weights (copies them)."""
-        module = cls(
-            in_features,
-            packed.shape[0],
-            bias=bias is not None,
-            weight=kind,
-            act_bits=act_bits,
-            norm=norm is not None,
-            device=packed.device,
-            dtype=None if bias is None else bias.dtype,
-        )
-        with torch.no_grad():
-            module.packed_weight.copy_(packed)
-            module.weight_scale.copy_(scale.reshape(()))
-            if bias is not None:
-                module.bias.copy_(bias)
-            if norm is not None:
-                module.norm = make_norm(in_features, norm.weight.device, norm.weight.dtype)
-                module.norm.weight.copy_(norm.weight)
+    def from_packed(cls, packed: PackedWeight, bias: torch.Tensor | None = None, act_bits=8,
+                    norm: nn.RMSNorm | None = None) -> PackedBitLinear:
+        """The module over ``packed`` (which must carry its scale); shares its tensors, no copy."""
+        if not isinstance(packed, PackedWeight):
+            raise TypeError(f"bitops: from_packed takes a PackedWeight, got {type(packed).__name__}")
+        if packed.scale is None:
+            raise ValueError("bitops: the PackedWeight has no scale; pack it with one (bitops.pack_ternary(wq, gamma))")
+        check_config(packed.kind, act_bits)
+        n, k = packed.shape
+        if bias is not None:
+            if not isinstance(bias, torch.Tensor) or not bias.is_floating_point():
+                got = bias.dtype if isinstance(bias, torch.Tensor) else type(bias).__name__
+                raise TypeError(f"bitops: bias must be a float tensor, got {got}")
+            if tuple(bias.shape) != (n,):
+                raise ValueError(f"bitops: bias must have shape [{n}] (out_features), got {tuple(bias.shape)}")
+            if bias.device != packed.device:
+                raise ValueError(f"bitops: bias is on {bias.device}, the packed weights on {packed.device}")
+        if norm is not None and (not isinstance(norm, nn.RMSNorm) or tuple(norm.normalized_shape) != (k,)):
+            raise ValueError(f"bitops: norm must be an nn.RMSNorm over in_features={k}, got {norm!r}")
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.in_features, module.out_features = k, n
+        module.weight_kind, module.act_bits = packed.kind, act_bits
+        module.register_buffer("packed_weight", packed.qdata)
+        module.register_buffer("weight_scale", packed.scale.reshape(()) if packed.scale.numel() == 1 else packed.scale)
+        module.register_buffer("bias", None if bias is None else bias.detach())
+        module.norm = norm
         return module
+
+    @classmethod
+    def from_parts(cls, kind, act_bits, in_features, packed, scale, bias=None, norm=None) -> PackedBitLinear:
+        """The module over a buffer packed elsewhere: shapes, dtypes and every code are checked
+        exactly (no broadcasting); a corrupt or mismatched buffer raises ValueError/TypeError."""
+        if isinstance(packed, PackedWeight):
+            if packed.kind != kind or packed.in_features != in_features:
+                raise ValueError(f"bitops: the PackedWeight holds {packed.kind} weights with in_features="
+                                 f"{packed.in_features}, not {kind} with in_features={in_features}")
+            packed = packed.qdata
+        if isinstance(packed, torch.Tensor) and isinstance(scale, torch.Tensor):
+            check_scale(scale, packed.shape[0] if packed.dim() == 2 else -1, packed.device, "scale")
+        return cls.from_packed(PackedWeight(kind, packed, in_features, scale), bias, act_bits, norm)
+
+    @property
+    def packed(self) -> PackedWeight:
+        """The packed weights and scale as one object (shares the module's buffers)."""
+        return PackedWeight._trusted(self.weight_kind, self.packed_weight, self.in_features, self.weight_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        y = kernel_linear(
-            normalize_input(self.norm, x), self.weight_kind, self.packed_weight, self.weight_scale, self.bias, self.act_bits
-        )
+        y = ops.linear(self.weight_kind, normalize_input(self.norm, x), self.packed, None, self.bias,
+                       self.act_bits, None, "scale")
         return y.to(x.dtype)
+
+    def _apply(self, fn, recurse=True):
+        # A dtype cast must not touch the scale: float32 -> bf16 -> float32 would change it.
+        # Take only the device that fn moves tensors to (probed on an empty tensor).
+        scale = self._buffers.pop("weight_scale")
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._buffers["weight_scale"] = scale
+        if scale is not None:
+            device = fn(torch.empty(0, device=scale.device)).device
+            if device != scale.device:
+                self._buffers["weight_scale"] = scale.to(device)
+        return self
 
     def extra_repr(self) -> str:
         return describe(self)
@@ -137,6 +181,7 @@ class PackedBitLinear(nn.Module):
             "act_bits": self.act_bits,
             "in_features": self.in_features,
             "out_features": self.out_features,
+            "layout": LAYOUT_VERSION,
         }
 
     def set_extra_state(self, state) -> None:
@@ -174,6 +219,8 @@ class PackedBitLinear(nn.Module):
             return [f"_extra_state: not a {STATE_FORMAT} record: {extra!r}"]
         if extra.get("version") != STATE_VERSION:
             return [f"_extra_state: format version {extra.get('version')!r}, this bitops reads {STATE_VERSION}"]
+        if extra.get("layout", LAYOUT_VERSION) != LAYOUT_VERSION:  # records before the key existed: layout 1
+            return [f"_extra_state: packed layout version {extra.get('layout')!r}, this bitops reads {LAYOUT_VERSION}"]
         mine = self.get_extra_state()
         return [
             f"the checkpoint was saved with {key}={extra.get(key)!r}, but this module has {key}={mine[key]!r}"
@@ -182,7 +229,7 @@ class PackedBitLinear(nn.Module):
         ]
 
     def _packed_problems(self, packed) -> list[str]:
-        want_shape = (self.out_features, row_bytes(self.weight_kind, self.in_features))
+        want_shape = (self.out_features, packed_row_bytes(self.weight_kind, self.in_features))
         if not isinstance(packed, torch.Tensor):
             return [f"packed_weight: expected a tensor, got {type(packed).__name__}"]
         if packed.dtype != torch.uint8:
@@ -192,20 +239,11 @@ class PackedBitLinear(nn.Module):
                 f"packed_weight: expected shape {want_shape} ({self.weight_kind} weights, "
                 f"in_features={self.in_features}), got {tuple(packed.shape)}"
             ]
-        # A canonical buffer re-packs to itself: this catches invalid codes and dirty padding
-        # without this module knowing the layout.
-        unpack, pack = (
-            (ops.unpack_ternary, ops.pack_ternary) if self.weight_kind == "ternary" else (ops.unpack_binary, ops.pack_binary)
-        )
-        try:
-            canonical = pack(unpack(packed, self.in_features))
-        except (ValueError, RuntimeError) as exc:
-            return [f"packed_weight: corrupt {self.weight_kind} weights ({exc})"]
-        if not torch.equal(canonical, packed):
-            bad = (canonical != packed).any(dim=1).nonzero().flatten()
+        bad = first_bad_row(self.weight_kind, packed, self.in_features)
+        if bad >= 0:
             return [
-                f"packed_weight: corrupt {self.weight_kind} weights: {bad.numel()} row(s) (first: row "
-                f"{bad[0].item()}) are not in canonical packed form (nonzero padding or invalid codes)"
+                f"packed_weight: corrupt {self.weight_kind} weights: row {bad} is not in canonical packed "
+                "form (an invalid code, or nonzero padding)"
             ]
         return []
 
@@ -213,9 +251,8 @@ class PackedBitLinear(nn.Module):
         if not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32:
             got = scale.dtype if isinstance(scale, torch.Tensor) else type(scale).__name__
             return [f"weight_scale: expected a float32 tensor, got {got}"]
-        if scale.numel() != 1:
-            return [f"weight_scale: expected one value, got shape {tuple(scale.shape)}"]
-        value = scale.reshape(()).item()
-        if not (value >= 0 and value != float("inf")):
-            return [f"weight_scale: expected a finite value >= 0, got {value}"]
+        if tuple(scale.shape) != tuple(self.weight_scale.shape):
+            return [f"weight_scale: expected shape {tuple(self.weight_scale.shape)}, got {tuple(scale.shape)}"]
+        if scale.device.type != "meta" and not bool(torch.isfinite(scale).all() & (scale >= 0).all()):
+            return ["weight_scale: expected finite values >= 0"]
         return []

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from .packed import MAX_K, PackedWeight, check_act_bits, linear_operands, unwrap
+
 EPS = 1e-5
-MAX_K = (1 << 24) - 1  # int32 accumulation is exact while |sum| <= 128 * K <= 2^31 - 1
 
 TERNARY_BLOCK = 128  # weights per block of the ternary layout
 TERNARY_BLOCK_BYTES = 32
@@ -33,6 +34,8 @@ __all__ = [
     "binary_linear",
     "ternary_row_bytes",
     "binary_row_bytes",
+    "validate_ternary",
+    "validate_binary",
 ]
 
 
@@ -165,6 +168,7 @@ def quantize_activations(x: torch.Tensor):
     Returns ``(xq int8 [..., K], s float32 [...])``.
     """
     _check_float(x, "x")
+    _check_k(x.shape[-1])
     xf = x.float()
     amax = xf.abs().amax(dim=-1).clamp_min(EPS)
     s = torch.full_like(amax, 127.0) / amax  # a true division, not reciprocal * 127
@@ -182,10 +186,11 @@ def binarize_activations(x: torch.Tensor):
     where ``s`` is 1 per row, or NaN for a row holding NaN or +-Inf.
     """
     _check_float(x, "x")
+    _check_k(x.shape[-1])
     xf = x.float()
     k = xf.shape[-1]
     signs = torch.where(xf >= 0, 1, -1).to(torch.int8)
-    bits = pack_binary(signs.reshape(-1, k)).reshape(*xf.shape[:-1], binary_row_bytes(k))
+    bits = _binary_bytes(signs.reshape(-1, k)).reshape(*xf.shape[:-1], binary_row_bytes(k))
     s = torch.where(_row_is_finite(xf), 1.0, float("nan")).to(torch.float32)
     return bits, s
 
@@ -193,12 +198,7 @@ def binarize_activations(x: torch.Tensor):
 # --------------------------------------------------------------------------- packing
 
 
-def pack_ternary(wq: torch.Tensor) -> torch.Tensor:
-    """Pack int8 ternary weights ``[N, K]`` (values in {-1, 0, 1}) into ``uint8 [N, ternary_row_bytes(K)]``.
-
-    Within each 128-weight block, byte ``j`` holds the codes ``w + 1`` of weights
-    ``j, j+32, j+64, j+96`` in bits ``7:6, 5:4, 3:2, 1:0``; rows are padded with code 1 (weight 0).
-    """
+def _ternary_bytes(wq: torch.Tensor) -> torch.Tensor:
     _check_int8(wq, "wq")
     if wq.dim() != 2:
         raise ValueError(f"wq must be 2-D [N, K], got shape {tuple(wq.shape)}")
@@ -215,27 +215,7 @@ def pack_ternary(wq: torch.Tensor) -> torch.Tensor:
     return packed.reshape(n, ternary_row_bytes(k)).contiguous()
 
 
-def unpack_ternary(packed: torch.Tensor, k: int) -> torch.Tensor:
-    """Invert :func:`pack_ternary`: ``uint8 [N, row_bytes]`` -> ``int8 [N, K]``.
-
-    Raises ``ValueError`` if a weight within the first K of a row has the invalid code 3.
-    """
-    _check_k(k)
-    _check_packed(packed, k, ternary_row_bytes(k))
-    n = packed.shape[0]
-    blocks = packed.reshape(n, packed.shape[1] // 32, 1, 32)
-    shifts = torch.tensor([6, 4, 2, 0], dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
-    codes = ((blocks >> shifts) & 3).reshape(n, packed.shape[1] * 4)[:, :k]
-    if _has_data(codes) and (codes == 3).any():
-        raise ValueError("packed ternary weights are corrupt: found the invalid code 3")
-    return (codes.to(torch.int8) - 1).contiguous()
-
-
-def pack_binary(wq: torch.Tensor) -> torch.Tensor:
-    """Pack ``[N, K]`` values in {-1, +1} into ``uint8 [N, binary_row_bytes(K)]``.
-
-    Bit ``k % 8`` of byte ``k // 8`` is set where the value is +1; padding bits are 0.
-    """
+def _binary_bytes(wq: torch.Tensor) -> torch.Tensor:
     _check_int8(wq, "wq")
     if wq.dim() != 2:
         raise ValueError(f"wq must be 2-D [N, K], got shape {tuple(wq.shape)}")
@@ -250,14 +230,84 @@ def pack_binary(wq: torch.Tensor) -> torch.Tensor:
     return (bits.reshape(n, kp // 8, 8) * weights).sum(dim=-1, dtype=torch.int32).to(torch.uint8).contiguous()
 
 
-def unpack_binary(packed: torch.Tensor, k: int) -> torch.Tensor:
-    """Invert :func:`pack_binary`: ``uint8 [N, row_bytes]`` -> ``int8 [N, K]`` in {-1, +1}."""
+def _with_scale(kind, qdata, k, scale):
+    pw = PackedWeight._trusted(kind, qdata, k)
+    return pw if scale is None else pw.with_scale(scale)
+
+
+def pack_ternary(wq: torch.Tensor, scale: torch.Tensor | None = None) -> PackedWeight:
+    """Pack int8 ternary weights ``[N, K]`` (values in {-1, 0, 1}) into a :class:`PackedWeight`.
+
+    Its buffer is ``uint8 [N, ternary_row_bytes(K)]``: within each 128-weight block, byte ``j``
+    holds the codes ``w + 1`` of weights ``j, j+32, j+64, j+96`` in bits ``7:6, 5:4, 3:2, 1:0``;
+    rows are padded with code 1 (weight 0). ``scale`` (gamma) is stored with it if given.
+    """
+    return _with_scale("ternary", _ternary_bytes(wq), wq.shape[1], scale)
+
+
+def _ternary_codes(qdata: torch.Tensor) -> torch.Tensor:
+    """Every 2-bit code of a buffer in weight order, padding included: ``uint8 [N, row_bytes * 4]``."""
+    n = qdata.shape[0]
+    blocks = qdata.reshape(n, qdata.shape[1] // 32, 1, 32)
+    shifts = torch.tensor([6, 4, 2, 0], dtype=torch.uint8, device=qdata.device).reshape(1, 1, 4, 1)
+    return ((blocks >> shifts) & 3).reshape(n, qdata.shape[1] * 4)
+
+
+def unpack_ternary(packed, k: int | None = None) -> torch.Tensor:
+    """Invert :func:`pack_ternary`: a :class:`PackedWeight` (or a raw buffer and ``k``) -> ``int8 [N, K]``.
+
+    Raises ``ValueError`` if a weight within the first K of a row has the invalid code 3.
+    """
+    qdata, k, _ = unwrap("ternary", packed, k, "k")
+    _check_packed(qdata, k, ternary_row_bytes(k))
+    codes = _ternary_codes(qdata)[:, :k]
+    if _has_data(codes) and (codes == 3).any():
+        raise ValueError("packed ternary weights are corrupt: found the invalid code 3")
+    return (codes.to(torch.int8) - 1).contiguous()
+
+
+def pack_binary(wq: torch.Tensor, scale: torch.Tensor | None = None) -> PackedWeight:
+    """Pack ``[N, K]`` values in {-1, +1} into a :class:`PackedWeight`.
+
+    Its buffer is ``uint8 [N, binary_row_bytes(K)]``: bit ``k % 8`` of byte ``k // 8`` is set
+    where the value is +1; padding bits are 0. ``scale`` (beta) is stored with it if given.
+    """
+    return _with_scale("binary", _binary_bytes(wq), wq.shape[1], scale)
+
+
+def _binary_bits(qdata: torch.Tensor) -> torch.Tensor:
+    n = qdata.shape[0]
+    shifts = torch.arange(8, device=qdata.device, dtype=torch.uint8)
+    return ((qdata[:, :, None] >> shifts) & 1).reshape(n, qdata.shape[1] * 8)
+
+
+def unpack_binary(packed, k: int | None = None) -> torch.Tensor:
+    """Invert :func:`pack_binary`: -> ``int8 [N, K]`` in {-1, +1}."""
+    qdata, k, _ = unwrap("binary", packed, k, "k")
+    _check_packed(qdata, k, binary_row_bytes(k))
+    return (_binary_bits(qdata)[:, :k].to(torch.int8) * 2 - 1).contiguous()
+
+
+def _first_true_row(bad_rows: torch.Tensor) -> int:
+    rows = bad_rows.nonzero()
+    return int(rows[0, 0]) if rows.numel() else -1
+
+
+def validate_ternary(packed: torch.Tensor, k: int) -> int:
+    """First row of a raw ternary buffer that is not canonical (code 3 within K, or a padding
+    weight other than code 1), or -1. Canonical means ``pack(unpack(p)) == p``."""
+    _check_k(k)
+    _check_packed(packed, k, ternary_row_bytes(k))
+    codes = _ternary_codes(packed)
+    bad = (codes[:, :k] == 3).any(dim=1) | (codes[:, k:] != 1).any(dim=1)
+    return _first_true_row(bad)
+
+
+def validate_binary(packed: torch.Tensor, k: int) -> int:
+    """First row of a raw binary buffer with a set padding bit, or -1."""
     _check_k(k)
     _check_packed(packed, k, binary_row_bytes(k))
-    n = packed.shape[0]
-    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
-    bits = ((packed[:, :, None] >> shifts) & 1).reshape(n, packed.shape[1] * 8)[:, :k]
-    return (bits.to(torch.int8) * 2 - 1).contiguous()
+    return _first_true_row(_binary_bits(packed)[:, k:].any(dim=1))
 
 
 # --------------------------------------------------------------------------- matmuls
@@ -274,18 +324,22 @@ def _flatten(x: torch.Tensor, k: int, name: str) -> torch.Tensor:
     return x.reshape(-1, k)
 
 
-def ternary_matmul_int(xq: torch.Tensor, packed: torch.Tensor, k: int) -> torch.Tensor:
+def ternary_matmul_int(xq: torch.Tensor, packed, k: int | None = None) -> torch.Tensor:
     """Exact ``acc[m, n] = sum_k xq[m, k] * Wq[n, k]`` as int32 ``[..., N]``."""
+    qdata, k, _ = unwrap("ternary", packed, k, "k")
     _check_int8(xq, "xq")
     _check_k(k)
-    _check_packed(packed, k, ternary_row_bytes(k))
+    _check_packed(qdata, k, ternary_row_bytes(k))
     x2 = _flatten(xq, k, "xq")
-    acc = _int_matmul(x2, unpack_ternary(packed, k))
-    return acc.reshape(*xq.shape[:-1], packed.shape[0])
+    acc = _int_matmul(x2, unpack_ternary(qdata, k))
+    return acc.reshape(*xq.shape[:-1], qdata.shape[0])
 
 
-def binary_matmul_int(xbits: torch.Tensor, wbits: torch.Tensor, k: int) -> torch.Tensor:
+def binary_matmul_int(xbits: torch.Tensor, wbits, k: int | None = None) -> torch.Tensor:
     """Exact XNOR-popcount product of packed signs: ``acc[m, n] = sum_k sx[m, k] * sw[n, k]``."""
+    wbits, k, _ = unwrap("binary", wbits, k, "k")
+    if isinstance(xbits, PackedWeight):  # sign bits packed with pack_binary
+        xbits = xbits.qdata
     _check_k(k)
     _check_packed(wbits, k, binary_row_bytes(k), "wbits")
     if not isinstance(xbits, torch.Tensor) or xbits.dtype != torch.uint8:
@@ -309,47 +363,48 @@ def _epilogue(acc: torch.Tensor, s: torch.Tensor | None, scale: torch.Tensor, bi
     return y.to(out_dtype)
 
 
-def _linear_checks(x, packed, scale, bias, row_bytes_fn, scale_name):
+def _linear_checks(kind, x, packed, scale, bias, in_features, scale_name):
     _check_float(x, "x")
-    k = x.shape[-1]
-    _check_k(k)
-    _check_packed(packed, k, row_bytes_fn(k))
-    n = packed.shape[0]
+    qdata, k, scale = linear_operands(kind, x, packed, scale, in_features, scale_name)
+    row_bytes_fn = ternary_row_bytes if kind == "ternary" else binary_row_bytes
+    _check_packed(qdata, k, row_bytes_fn(k))
+    n = qdata.shape[0]
     _check_scale(scale, n, scale_name)
     _check_bias(bias, n)
-    return k, n
+    return qdata, scale, k, n
 
 
-def ternary_linear(x, packed, gamma, bias=None, act_bits=8):
-    """A linear layer over packed ternary weights.
+def ternary_linear(x, packed, gamma=None, bias=None, act_bits=8, *, in_features=None):
+    """A linear layer over packed ternary weights (a :class:`PackedWeight`, or a raw buffer with
+    ``in_features=K``; ``gamma`` from the argument or, if None, from the PackedWeight).
 
     ``act_bits=8``:  ``y = (sum_k xq[m,k] * Wq[n,k]) * (gamma / s[m]) + bias`` with xq, s from
     :func:`quantize_activations` (integer sum exact).
     ``act_bits=None``: ``y = (sum_k x[m,k] * Wq[n,k]) * gamma + bias`` in float32.
     The result has x's dtype and shape ``[..., N]``.
     """
-    k, n = _linear_checks(x, packed, gamma, bias, ternary_row_bytes, "gamma")
+    check_act_bits("ternary", act_bits)
+    packed, gamma, k, n = _linear_checks("ternary", x, packed, gamma, bias, in_features, "gamma")
     x2 = x.reshape(-1, k)
     wq = unpack_ternary(packed, k)
     if act_bits == 8:
         xq, s = quantize_activations(x2)
         y = _epilogue(_int_matmul(xq, wq), s, gamma, bias, x.dtype)
-    elif act_bits is None:
-        y = _epilogue(x2.float() @ wq.float().T, None, gamma, bias, x.dtype)
     else:
-        raise ValueError(f"ternary_linear supports act_bits=8 or None, got {act_bits!r}")
+        y = _epilogue(x2.float() @ wq.float().T, None, gamma, bias, x.dtype)
     return y.reshape(*x.shape[:-1], n)
 
 
-def binary_linear(x, packed, beta, bias=None, act_bits=8):
-    """A linear layer over packed binary (+-1) weights.
+def binary_linear(x, packed, beta=None, bias=None, act_bits=8, *, in_features=None):
+    """A linear layer over packed binary (+-1) weights (arguments as :func:`ternary_linear`).
 
     ``act_bits=8``: int8 absmax activations, ``y = acc * (beta / s[m]) + bias``.
     ``act_bits=1``: sign activations, ``y = (sum_k sign(x) * sign(w)) * beta + bias`` (XNOR-popcount);
     rows of x holding NaN or +-Inf give NaN.
     ``act_bits=None``: float activations, ``y = (x @ Wb.T) * beta + bias``.
     """
-    k, n = _linear_checks(x, packed, beta, bias, binary_row_bytes, "beta")
+    check_act_bits("binary", act_bits)
+    packed, beta, k, n = _linear_checks("binary", x, packed, beta, bias, in_features, "beta")
     x2 = x.reshape(-1, k)
     wb = unpack_binary(packed, k)
     if act_bits == 8:
@@ -359,8 +414,6 @@ def binary_linear(x, packed, beta, bias=None, act_bits=8):
         xbits, s = binarize_activations(x2)
         acc = _int_matmul(unpack_binary(xbits, k), wb)
         y = _epilogue(acc, s, beta, bias, x.dtype)
-    elif act_bits is None:
-        y = _epilogue(x2.float() @ wb.float().T, None, beta, bias, x.dtype)
     else:
-        raise ValueError(f"binary_linear supports act_bits=8, 1 or None, got {act_bits!r}")
+        y = _epilogue(x2.float() @ wb.float().T, None, beta, bias, x.dtype)
     return y.reshape(*x.shape[:-1], n)

@@ -62,8 +62,8 @@ def _signs(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _pack_signs(signs: torch.Tensor) -> torch.Tensor:
-    """int8 +-1 weight rows -> packed bits."""
-    return bitops.pack_binary(signs.contiguous())
+    """int8 +-1 weight rows -> packed bits (the raw bytes: this module keeps them as buffers, K known)."""
+    return bitops.pack_binary(signs.contiguous()).qdata
 
 
 def _pack_nonnegative(v: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ class PackedBinaryMLP(nn.Module):
             t, flip = fold_thresholds(model.norms[i], bound)
             signs = _signs(model.linears[i].weight)
             signs[flip] = -signs[flip]  # now every channel fires on a >= t
-            packed = bitops.pack_ternary(signs) if i == 0 and first_layer == "int8" else _pack_signs(signs)
+            packed = bitops.pack_ternary(signs).qdata if i == 0 and first_layer == "int8" else _pack_signs(signs)
             self.register_buffer(f"w{i}", packed)
             self.register_buffer(f"t{i}", t)
             if i == 0:

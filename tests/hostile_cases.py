@@ -30,11 +30,12 @@ def wq_b(n=N, k=K, seed=2):
 
 
 def pt(n=N, k=K):
-    return ref.pack_ternary(wq_t(n, k))
+    """Raw packed bytes (these cases bend strides and storage; the ops then need in_features=)."""
+    return ref.pack_ternary(wq_t(n, k)).qdata
 
 
 def pb(n=N, k=K):
-    return ref.pack_binary(wq_b(n, k))
+    return ref.pack_binary(wq_b(n, k)).qdata
 
 
 def xf(m=3, k=K, seed=3):
@@ -113,7 +114,7 @@ def inplace_safe(m):
     """The inputs are not written: x, packed and gamma keep their bytes across a call."""
     x, p, g = xf(), pt(), GN.clone()
     before = (x.clone(), p.clone(), g.clone())
-    m.ternary_linear(x, p, g, BIAS)
+    m.ternary_linear(x, p, g, BIAS, in_features=K)
     return all(torch.equal(a, b) for a, b in zip(before, (x, p, g)))
 
 
@@ -158,19 +159,19 @@ FULL_CHUNK_K = 2**20 + 127
 
 CASES = [
     # ---- corrupt and truncated packed buffers
-    Case("ternary all bytes 0xFF (every code 3)", lambda: bitops.ternary_linear(xf(), torch.full((N, 64), 255, dtype=U8), G),
+    Case("ternary all bytes 0xFF (every code 3)", lambda: bitops.ternary_linear(xf(), torch.full((N, 64), 255, dtype=U8), G, in_features=K),
          Raises(ValueError, "corrupt.*code 3")),
     Case("ternary code 3 at the last weight of the last row", lambda: bitops.ternary_matmul_int(xi8(), with_code3(pt(), N - 1, K - 1), K),
          Raises(ValueError, "corrupt")),
-    Case("ternary code 3 at weight 0, float activations", lambda: bitops.ternary_linear(xf(), with_code3(pt(), 0, 0), G, act_bits=None),
+    Case("ternary code 3 at weight 0, float activations", lambda: bitops.ternary_linear(xf(), with_code3(pt(), 0, 0), G, act_bits=None, in_features=K),
          Raises(ValueError, "corrupt")),
     case("ternary code 3 only in the padding, int path", lambda m: m.ternary_matmul_int(xi8(), with_code3(with_code3(pt(), 0, K), 4, 255), K)),
-    case("binary random garbage bytes", lambda m: m.binary_linear(xf(), torch.randint(0, 256, (N, 32), generator=gen(7), dtype=U8), G, act_bits=1)),
-    Case("packed storage shrunk under it", lambda: bitops.ternary_linear(xf(), shrunk(pt(), 40), G),
+    case("binary random garbage bytes", lambda m: m.binary_linear(xf(), torch.randint(0, 256, (N, 32), generator=gen(7), dtype=U8), G, act_bits=1, in_features=K)),
+    Case("packed storage shrunk under it", lambda: bitops.ternary_linear(xf(), shrunk(pt(), 40), G, in_features=K),
          Raises(ValueError, "packed .*storage")),
     Case("x storage freed (resized to 0)", lambda: bitops.quantize_activations(shrunk(xf(), 0)), Raises(ValueError, "x .*storage")),
-    Case("gamma storage freed", lambda: bitops.ternary_linear(xf(), pt(), shrunk(GN, 0)), Raises(ValueError, "gamma .*storage")),
-    Case("packed wider than k needs", lambda: bitops.ternary_linear(xf(), torch.cat([pt(), pt()], 1), G),
+    Case("gamma storage freed", lambda: bitops.ternary_linear(xf(), pt(), shrunk(GN, 0), in_features=K), Raises(ValueError, "gamma .*storage")),
+    Case("packed wider than k needs", lambda: bitops.ternary_linear(xf(), torch.cat([pt(), pt()], 1), G, in_features=K),
          Raises(ValueError, "128 bytes, but k=200 needs 64")),
     Case("binary rows too narrow for k=300", lambda: bitops.unpack_binary(pb(), 300), Raises(ValueError, "k=300 needs 64")),
     Case("packed 0-d", lambda: bitops.unpack_ternary(torch.tensor(7, dtype=U8), 4), Raises(ValueError, "2-D")),
@@ -194,54 +195,54 @@ CASES = [
     Case("xbits k mismatch (64 bytes for k=200)", lambda: bitops.binary_matmul_int(torch.zeros(2, 64, dtype=U8), pb(), K),
          Raises(ValueError, "xbits must have rows of 32 bytes for k=200")),
     # ---- aliasing, views, strides
-    case("x and packed share one storage", lambda m: m.ternary_linear(*aliased_x_and_packed(), G)),
+    case("x and packed share one storage", lambda m: m.ternary_linear(*aliased_x_and_packed(), G, in_features=K)),
     case("xq is an int8 view of packed's own bytes", lambda m: m.ternary_matmul_int(*xq_aliasing_packed(), K)),
-    case("bias is the same tensor as gamma", lambda m: m.ternary_linear(xf(), pt(), GN, GN)),
-    case("x transposed (non-contiguous)", lambda m: m.ternary_linear(xf(k=3, m=K).t(), pt(), G, BIAS)),
-    case("x zero-stride expand of one row", lambda m: m.ternary_linear(xf(m=1).expand(6, K), pt(), GN)),
-    case("x zero-stride in the last dimension", lambda m: m.binary_linear(torch.tensor([[0.5], [-2.0]]).expand(2, K), pb(), G, act_bits=None), rtol=1e-6),
-    case("x as_strided with overlapping rows", lambda m: m.ternary_linear(torch.randn(K + 8, generator=gen(8)).as_strided((9, K), (1, 1)), pt(), G)),
-    case("x sliced (storage offset, row stride)", lambda m: m.binary_linear(xf(m=6, k=K + 5)[1::2, 5:], pb(), GN, BIAS)),
-    case("x float32 misaligned by one byte", lambda m: m.ternary_linear(misaligned_f32(xf()), pt(), G)),
-    case("gamma and bias misaligned by one byte", lambda m: m.binary_linear(xf(), pb(), misaligned_f32(GN), misaligned_f32(BIAS))),
-    case("packed transposed view", lambda m: m.ternary_linear(xf(), pt().t().contiguous().t(), G)),
-    case("packed zero-stride expand of one row", lambda m: m.binary_linear(xf(), pb(1).expand(N, -1), G, act_bits=1)),
-    case("gamma per-channel with stride 2", lambda m: m.ternary_linear(xf(), pt(), torch.rand(2 * N, generator=gen(9))[::2])),
-    case("gamma shaped [1, 1, 1]", lambda m: m.binary_linear(xf(), pb(), torch.full((1, 1, 1), 0.3))),
+    case("bias is the same tensor as gamma", lambda m: m.ternary_linear(xf(), pt(), GN, GN, in_features=K)),
+    case("x transposed (non-contiguous)", lambda m: m.ternary_linear(xf(k=3, m=K).t(), pt(), G, BIAS, in_features=K)),
+    case("x zero-stride expand of one row", lambda m: m.ternary_linear(xf(m=1).expand(6, K), pt(), GN, in_features=K)),
+    case("x zero-stride in the last dimension", lambda m: m.binary_linear(torch.tensor([[0.5], [-2.0]]).expand(2, K), pb(), G, act_bits=None, in_features=K), rtol=1e-6),
+    case("x as_strided with overlapping rows", lambda m: m.ternary_linear(torch.randn(K + 8, generator=gen(8)).as_strided((9, K), (1, 1)), pt(), G, in_features=K)),
+    case("x sliced (storage offset, row stride)", lambda m: m.binary_linear(xf(m=6, k=K + 5)[1::2, 5:], pb(), GN, BIAS, in_features=K)),
+    case("x float32 misaligned by one byte", lambda m: m.ternary_linear(misaligned_f32(xf()), pt(), G, in_features=K)),
+    case("gamma and bias misaligned by one byte", lambda m: m.binary_linear(xf(), pb(), misaligned_f32(GN), misaligned_f32(BIAS), in_features=K)),
+    case("packed transposed view", lambda m: m.ternary_linear(xf(), pt().t().contiguous().t(), G, in_features=K)),
+    case("packed zero-stride expand of one row", lambda m: m.binary_linear(xf(), pb(1).expand(N, -1), G, act_bits=1, in_features=K)),
+    case("gamma per-channel with stride 2", lambda m: m.ternary_linear(xf(), pt(), torch.rand(2 * N, generator=gen(9))[::2], in_features=K)),
+    case("gamma shaped [1, 1, 1]", lambda m: m.binary_linear(xf(), pb(), torch.full((1, 1, 1), 0.3), in_features=K)),
     Case("inputs are never written", lambda: inplace_safe(bitops), Satisfies(bool, "True")),
     # ---- devices
-    Case("gamma on meta, x and packed on cpu", lambda: bitops.ternary_linear(xf(), pt(), G.to("meta")), Raises(ValueError, "one device")),
-    Case("bias on meta", lambda: bitops.binary_linear(xf(), pb(), G, BIAS.to("meta")), Raises(ValueError, "one device")),
+    Case("gamma on meta, x and packed on cpu", lambda: bitops.ternary_linear(xf(), pt(), G.to("meta"), in_features=K), Raises(ValueError, "one device")),
+    Case("bias on meta", lambda: bitops.binary_linear(xf(), pb(), G, BIAS.to("meta"), in_features=K), Raises(ValueError, "one device")),
     Case("xbits on meta, wbits on cpu", lambda: bitops.binary_matmul_int(torch.zeros(1, 32, dtype=U8, device="meta"), pb(), K),
          Raises(ValueError, "one device")),
-    case("all on meta: shapes only", lambda m: m.ternary_linear(xf().to("meta"), pt().to("meta"), G.to("meta"))),
+    case("all on meta: shapes only", lambda m: m.ternary_linear(xf().to("meta"), pt().to("meta"), G.to("meta"), in_features=K)),
     case("pack on meta", lambda m: m.pack_binary(wq_b().to("meta"))),
-    Case("meta still checks shapes", lambda: bitops.ternary_linear(xf(k=300).to("meta"), pt().to("meta"), G.to("meta")),
-         Raises(ValueError, "bytes per row")),
+    Case("meta still checks shapes", lambda: bitops.ternary_linear(xf(k=300).to("meta"), pt().to("meta"), G.to("meta"), in_features=K),
+         Raises(ValueError, "300 features.*in_features=200")),
     # ---- dtypes
-    Case("x complex64", lambda: bitops.ternary_linear(xf().to(torch.complex64), pt(), G), Raises(TypeError, "x must be float32")),
+    Case("x complex64", lambda: bitops.ternary_linear(xf().to(torch.complex64), pt(), G, in_features=K), Raises(TypeError, "x must be float32")),
     Case("x int8 into quantize_activations", lambda: bitops.quantize_activations(xi8()), Raises(TypeError, "x must be float32")),
     Case("xq float16", lambda: bitops.ternary_matmul_int(xi8().half(), pt(), K), Raises(TypeError, "xq must be int8")),
-    Case("gamma float16", lambda: bitops.ternary_linear(xf(), pt(), G.half()), Raises(TypeError, "gamma must be float32")),
-    Case("beta bfloat16 per channel", lambda: bitops.binary_linear(xf(), pb(), GN.bfloat16()), Raises(TypeError, "beta must be float32")),
-    Case("beta shaped [N, 1]", lambda: bitops.binary_linear(xf(), pb(), GN[:, None]), Raises(ValueError, "beta must hold")),
-    Case("gamma empty", lambda: bitops.ternary_linear(xf(), pt(), torch.ones(0)), Raises(ValueError, "gamma must hold")),
-    case("x bfloat16, bias float16", lambda m: m.ternary_linear(xf().bfloat16(), pt(), G, BIAS.half())),
-    Case("x sparse COO", lambda: bitops.ternary_linear(xf().to_sparse(), pt(), G), Raises(TypeError, "x must be a dense .*sparse_coo")),
+    Case("gamma float16", lambda: bitops.ternary_linear(xf(), pt(), G.half(), in_features=K), Raises(TypeError, "gamma must be float32")),
+    Case("beta bfloat16 per channel", lambda: bitops.binary_linear(xf(), pb(), GN.bfloat16(), in_features=K), Raises(TypeError, "beta must be float32")),
+    Case("beta shaped [N, 1]", lambda: bitops.binary_linear(xf(), pb(), GN[:, None], in_features=K), Raises(ValueError, "beta must hold")),
+    Case("gamma empty", lambda: bitops.ternary_linear(xf(), pt(), torch.ones(0), in_features=K), Raises(ValueError, "gamma must hold")),
+    case("x bfloat16, bias float16", lambda m: m.ternary_linear(xf().bfloat16(), pt(), G, BIAS.half(), in_features=K)),
+    Case("x sparse COO", lambda: bitops.ternary_linear(xf().to_sparse(), pt(), G, in_features=K), Raises(TypeError, "x must be a dense .*sparse_coo")),
     Case("packed sparse CSR", lambda: bitops.unpack_ternary(pt().to_sparse_csr(), K), Raises(TypeError, "packed must be a dense")),
-    Case("gamma sparse", lambda: bitops.binary_linear(xf(), pb(), GN.to_sparse(), act_bits=1), Raises(TypeError, "beta must be a dense")),
-    Case("x nested", lambda: bitops.ternary_linear(torch.nested.nested_tensor([xf(m=2), xf(m=3)]), pt(), G),
+    Case("gamma sparse", lambda: bitops.binary_linear(xf(), pb(), GN.to_sparse(), act_bits=1, in_features=K), Raises(TypeError, "beta must be a dense")),
+    Case("x nested", lambda: bitops.ternary_linear(torch.nested.nested_tensor([xf(m=2), xf(m=3)]), pt(), G, in_features=K),
          Raises(TypeError, "x must be a dense .*nested")),
     Case("x quantized qint8", lambda: bitops.quantize_activations(torch.quantize_per_tensor(xf(), 0.1, 0, torch.qint8)),
          Raises(TypeError, "x must be a dense .*quantized")),
     Case("pack_ternary from uint8", lambda: bitops.pack_ternary(wq_t().abs().to(U8)), Raises(TypeError, "wq must be int8")),
     # ---- empty and 0-d
-    case("x with zero rows", lambda m: m.ternary_linear(xf(m=0), pt(), G)),
-    case("x [2, 0, K]", lambda m: m.binary_linear(torch.ones(2, 0, K), pb(), G, act_bits=1)),
-    case("packed with zero rows and gamma [0]", lambda m: m.ternary_linear(xf(), pt(n=0), torch.ones(0))),
+    case("x with zero rows", lambda m: m.ternary_linear(xf(m=0), pt(), G, in_features=K)),
+    case("x [2, 0, K]", lambda m: m.binary_linear(torch.ones(2, 0, K), pb(), G, act_bits=1, in_features=K)),
+    case("packed with zero rows and gamma [0]", lambda m: m.ternary_linear(xf(), pt(n=0), torch.ones(0), in_features=K)),
     case("pack zero rows", lambda m: m.pack_ternary(wq_t(n=0))),
     Case("pack zero columns", lambda: bitops.pack_binary(torch.ones(3, 0, dtype=I8)), Raises(ValueError, "k must be in")),
-    Case("x 0-d into ternary_linear", lambda: bitops.ternary_linear(torch.tensor(1.0), pt(), G), Raises(ValueError, "dimension")),
+    Case("x 0-d into ternary_linear", lambda: bitops.ternary_linear(torch.tensor(1.0), pt(), G, in_features=K), Raises(ValueError, "dimension")),
     Case("xq 0-d", lambda: bitops.ternary_matmul_int(torch.tensor(1, dtype=I8), pt(), K), Raises(ValueError, "xq must have k=200")),
     Case("xbits 0-d", lambda: bitops.binary_matmul_int(torch.tensor(1, dtype=U8), pb(), K), Raises(ValueError, "xbits must have rows of 32 bytes")),
     # ---- pack functions given values outside their format
@@ -258,19 +259,19 @@ CASES = [
     case("xq alternating -128 / 127", lambda m: m.ternary_matmul_int(torch.tensor([-128, 127], dtype=I8).repeat(3, 150), pt(k=300), 300)),
     case("xbits with garbage padding bits", lambda m: m.binary_matmul_int(_dirty_pad(m.binarize_activations(xf())[0]), pb(), K)),
     # ---- NaN / Inf / denormals / -0.0 (policy: a non-finite row gives a NaN row)
-    Case("NaN row, int8 path", lambda: bitops.ternary_linear(x_with({1: float("nan")}), pt(), G, BIAS),
+    Case("NaN row, int8 path", lambda: bitops.ternary_linear(x_with({1: float("nan")}), pt(), G, BIAS, in_features=K),
          Satisfies(lambda y: row_is_nan(y, [1]), "NaN in row 1 only")),
-    case("+Inf row, XNOR path", lambda m: m.binary_linear(x_with({2: [float("inf")] + [1.0] * (K - 1)}), pb(), G, act_bits=1)),
-    case("-Inf row, binary int8 path", lambda m: m.binary_linear(x_with({0: [-float("inf")] * K}), pb(), GN, BIAS)),
-    case("Inf row, float16 x", lambda m: m.ternary_linear(x_with({3: [float("inf")] * K}).half(), pt(), G)),
-    case("denormal row", lambda m: m.ternary_linear(x_with({0: 1e-40, 1: [3e-45] * K}), pt(), GN, BIAS)),
-    case("-0.0 row signs to +1", lambda m: m.binary_linear(x_with({1: -0.0}), pb(), G, act_bits=1)),
-    case("3e38 magnitudes", lambda m: m.ternary_linear(x_with({0: 3e38, 2: [-3e38, 3e38] * (K // 2)}), pt(), G)),
-    case("NaN in bias", lambda m: m.ternary_linear(xf(), pt(), G, torch.tensor([0.0, float("nan"), 1.0, 2.0, 3.0]))),
-    case("NaN activation, float path", lambda m: m.ternary_linear(x_with({1: [float("nan")] + [0.0] * (K - 1)}), pt(), G, act_bits=None), rtol=1e-5),
+    case("+Inf row, XNOR path", lambda m: m.binary_linear(x_with({2: [float("inf")] + [1.0] * (K - 1)}), pb(), G, act_bits=1, in_features=K)),
+    case("-Inf row, binary int8 path", lambda m: m.binary_linear(x_with({0: [-float("inf")] * K}), pb(), GN, BIAS, in_features=K)),
+    case("Inf row, float16 x", lambda m: m.ternary_linear(x_with({3: [float("inf")] * K}).half(), pt(), G, in_features=K)),
+    case("denormal row", lambda m: m.ternary_linear(x_with({0: 1e-40, 1: [3e-45] * K}), pt(), GN, BIAS, in_features=K)),
+    case("-0.0 row signs to +1", lambda m: m.binary_linear(x_with({1: -0.0}), pb(), G, act_bits=1, in_features=K)),
+    case("3e38 magnitudes", lambda m: m.ternary_linear(x_with({0: 3e38, 2: [-3e38, 3e38] * (K // 2)}), pt(), G, in_features=K)),
+    case("NaN in bias", lambda m: m.ternary_linear(xf(), pt(), G, torch.tensor([0.0, float("nan"), 1.0, 2.0, 3.0]), in_features=K)),
+    case("NaN activation, float path", lambda m: m.ternary_linear(x_with({1: [float("nan")] + [0.0] * (K - 1)}), pt(), G, act_bits=None, in_features=K), rtol=1e-5),
     # ---- very large M or N with tiny K
-    case("M = 2^18, K = 1", lambda m: m.ternary_linear(torch.randn(2**18, 1, generator=gen(10)), pt(k=1), GN)),
-    case("N = 2^16, K = 3", lambda m: m.binary_linear(xf(m=2, k=3), pb(n=2**16, k=3), G, act_bits=1)),
-    Case("2^62 rows by expand", lambda: bitops.ternary_linear(torch.ones(1, 1).expand(2**62, 1), pt(k=1), G), Raises(RuntimeError, "overflow")),
+    case("M = 2^18, K = 1", lambda m: m.ternary_linear(torch.randn(2**18, 1, generator=gen(10)), pt(k=1), GN, in_features=1)),
+    case("N = 2^16, K = 3", lambda m: m.binary_linear(xf(m=2, k=3), pb(n=2**16, k=3), G, act_bits=1, in_features=3)),
+    Case("2^62 rows by expand", lambda: bitops.ternary_linear(torch.ones(1, 1).expand(2**62, 1), pt(k=1), G, in_features=1), Raises(RuntimeError, "overflow")),
 ]
 

@@ -84,6 +84,10 @@ def _compare(got, want, rtol):
             if (why := _compare(g, w, rtol)) is not None:
                 return why
         return None
+    if hasattr(got, "qdata") and hasattr(want, "qdata"):  # PackedWeights: same kind, K, bytes
+        if (got.kind, got.in_features) != (want.kind, want.in_features):
+            return f"got {got!r}, wanted {want!r}"
+        got, want = got.qdata, want.qdata
     if not isinstance(got, torch.Tensor):
         return f"got {_describe(got)}, wanted a tensor"
     if (got.shape, got.dtype, got.device) != (want.shape, want.dtype, want.device):

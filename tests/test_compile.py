@@ -15,7 +15,7 @@ def op_cases():
     x = torch.randn(3, K, generator=g)
     wq, gamma = bitops.ternary_quantize(torch.randn(N, K, generator=g))
     wb, beta = bitops.binary_quantize(torch.randn(N, K, generator=g))
-    packed, packed_b = bitops.pack_ternary(wq), bitops.pack_binary(wb)
+    packed, packed_b = bitops.pack_ternary(wq).qdata, bitops.pack_binary(wb).qdata  # the ops take raw bytes
     xq, _ = bitops.quantize_activations(x)
     xbits, _ = bitops.binarize_activations(x)
     bias = torch.randn(N, generator=g)
@@ -34,6 +34,12 @@ def op_cases():
         (o.binary_linear_i8, (x, packed_b, beta, bias)),
         (o.binary_linear_f, (x, packed_b, beta, None)),
         (o.binary_linear_b1, (x.unsqueeze(0), packed_b, beta, bias)),
+        # differentiable: opcheck also checks the registered (straight-through) autograd
+        (o.ternary_linear_i8, (x.clone().requires_grad_(), packed, gamma, bias.clone().requires_grad_())),
+        (o.ternary_linear_f, (x.clone().requires_grad_(), packed, gamma, None)),
+        (o.binary_linear_i8, (x.clone().requires_grad_(), packed_b, beta, bias)),
+        (o.binary_linear_f, (x.clone().requires_grad_(), packed_b, beta, bias.clone().requires_grad_())),
+        (o.binary_linear_b1, (x.clone().requires_grad_(), packed_b, beta, bias.clone().requires_grad_())),
     ]
 
 

@@ -76,7 +76,7 @@ def test_eight_threads_match_a_serial_run():
 
 def test_threads_do_not_share_corruption_errors():
     """A corrupt buffer in one thread raises there only; the other threads' results stay right."""
-    bad = WT.clone()
+    bad = WT.qdata.clone()  # a raw buffer: wrapping it in a PackedWeight would refuse it up front
     bad[3, 5] = 0xFF
     x = torch.randn(M, K, generator=gen(300))
     want = bitops.ternary_linear(x, WT, GAMMA)
@@ -86,7 +86,7 @@ def test_threads_do_not_share_corruption_errors():
     def worker(i):
         start.wait()
         try:
-            y = bitops.ternary_linear(x, bad if i % 2 else WT, GAMMA)
+            y = bitops.ternary_linear(x, bad, GAMMA, in_features=K) if i % 2 else bitops.ternary_linear(x, WT, GAMMA)
             outcomes[i] = "ok" if torch.equal(y, want) else "wrong"
         except ValueError as e:
             outcomes[i] = "corrupt" if "corrupt" in str(e) else repr(e)

@@ -101,13 +101,22 @@ def garble_ternary_padding(g: np.random.Generator, packed: torch.Tensor, k: int)
     return p
 
 
+def raw_ternary(wq: torch.Tensor) -> torch.Tensor:
+    """The oracle's packed bytes (these tests garble and corrupt raw buffers, passing K explicitly)."""
+    return ref.pack_ternary(wq).qdata
+
+
+def raw_binary(wq: torch.Tensor) -> torch.Tensor:
+    return ref.pack_binary(wq).qdata
+
+
 def garble_binary_padding(g: np.random.Generator, packed: torch.Tensor, k: int) -> torch.Tensor:
     p = packed.clone()
     nbits = p.shape[1] * 8
     if nbits == k:
         return p
     noise = torch.from_numpy(g.integers(0, 256, size=p.shape, dtype=np.uint8))
-    keep = ref.pack_binary(torch.ones(1, k, dtype=torch.int8))  # bits set exactly on the first K
+    keep = raw_binary(torch.ones(1, k, dtype=torch.int8))  # bits set exactly on the first K
     return (p & keep) | (noise & ~keep)
 
 
@@ -173,7 +182,7 @@ def test_binarize_activations(m, k, seed):
 def test_ternary_matmul_int(m, n, k, seed):
     g = rng_for(seed)
     xq = int8_acts(g, m, k)
-    packed = garble_ternary_padding(g, ref.pack_ternary(ternary_weights(g, n, k)), k)
+    packed = garble_ternary_padding(g, raw_ternary(ternary_weights(g, n, k)), k)
     out = bitops.ternary_matmul_int(xq, packed, k)
     assert out.dtype == torch.int32
     assert torch.equal(out, ref.ternary_matmul_int(xq, packed, k))
@@ -184,9 +193,9 @@ def test_ternary_matmul_int(m, n, k, seed):
 def test_ternary_linear_int8(m, n, k, seed):
     g = rng_for(seed)
     x = float_acts(g, m, k)
-    packed = garble_ternary_padding(g, ref.pack_ternary(ternary_weights(g, n, k)), k)
+    packed = garble_ternary_padding(g, raw_ternary(ternary_weights(g, n, k)), k)
     gamma, bias = scale_and_bias(g, n)
-    assert same_bits(bitops.ternary_linear(x, packed, gamma, bias), ref.ternary_linear(x, packed, gamma, bias))
+    assert same_bits(bitops.ternary_linear(x, packed, gamma, bias, in_features=k), ref.ternary_linear(x, packed, gamma, bias, in_features=k))
 
 
 @fuzz
@@ -194,10 +203,10 @@ def test_ternary_linear_int8(m, n, k, seed):
 def test_ternary_linear_float(m, n, k, seed):
     g = rng_for(seed)
     x = float_acts(g, m, k)
-    packed = garble_ternary_padding(g, ref.pack_ternary(ternary_weights(g, n, k)), k)
+    packed = garble_ternary_padding(g, raw_ternary(ternary_weights(g, n, k)), k)
     gamma, bias = scale_and_bias(g, n)
-    got = bitops.ternary_linear(x, packed, gamma, bias, act_bits=None)
-    want = ref.ternary_linear(x, packed, gamma, bias, act_bits=None)
+    got = bitops.ternary_linear(x, packed, gamma, bias, act_bits=None, in_features=k)
+    want = ref.ternary_linear(x, packed, gamma, bias, act_bits=None, in_features=k)
     assert_close_sum(got, want, x, gamma, k)
 
 
@@ -207,7 +216,7 @@ def test_ternary_linear_float(m, n, k, seed):
 def test_ternary_corrupt_code_raises(op, k, m):
     g = rng_for(k)
     n = 5
-    packed = ref.pack_ternary(ternary_weights(g, n, k))
+    packed = raw_ternary(ternary_weights(g, n, k))
     pos = int(g.integers(0, k))  # a weight inside K gets the invalid code 3
     blk, r = divmod(pos, 128)
     packed[3, blk * 32 + r % 32] |= np.uint8(3 << (6 - 2 * (r // 32)))
@@ -216,9 +225,9 @@ def test_ternary_corrupt_code_raises(op, k, m):
         if op == "matmul_int":
             bitops.ternary_matmul_int(int8_acts(g, m, k), packed, k)
         elif op == "linear_int8":
-            bitops.ternary_linear(x, packed, torch.tensor(1.0))
+            bitops.ternary_linear(x, packed, torch.tensor(1.0), in_features=k)
         else:
-            bitops.ternary_linear(x, packed, torch.tensor(1.0), act_bits=None)
+            bitops.ternary_linear(x, packed, torch.tensor(1.0), act_bits=None, in_features=k)
 
 
 @pytest.mark.parametrize("m", [1, 5, 9, 12])
@@ -233,12 +242,12 @@ def test_int16_partial_sums_never_saturate(m, xval, wval):
     """
     k = 4 * 1024 + 129
     xq = torch.full((m, k), xval, dtype=torch.int8)
-    packed = ref.pack_ternary(torch.full((3, k), wval, dtype=torch.int8))
+    packed = raw_ternary(torch.full((3, k), wval, dtype=torch.int8))
     assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), torch.full((m, 3), xval * wval * k, dtype=torch.int32))
-    wbits = ref.pack_binary(torch.full((3, k), wval, dtype=torch.int8))
+    wbits = raw_binary(torch.full((3, k), wval, dtype=torch.int8))
     x = xq.float()
     beta = torch.tensor(1.0)
-    assert same_bits(bitops.binary_linear(x, wbits, beta), ref.binary_linear(x, wbits, beta))
+    assert same_bits(bitops.binary_linear(x, wbits, beta, in_features=k), ref.binary_linear(x, wbits, beta, in_features=k))
 
 
 @pytest.mark.parametrize("m", [1, 6, 11])
@@ -247,13 +256,13 @@ def test_many_panels(m):
     g = rng_for(m)
     n, k = 203, 8192 + 77
     xq = int8_acts(g, m, k)
-    packed = ref.pack_ternary(ternary_weights(g, n, k))
+    packed = raw_ternary(ternary_weights(g, n, k))
     assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), ref.ternary_matmul_int(xq, packed, k))
     x = float_acts(g, m, k)
-    wbits = ref.pack_binary(binary_weights(g, n, k))
+    wbits = raw_binary(binary_weights(g, n, k))
     beta = torch.tensor(0.5)
-    assert same_bits(bitops.binary_linear(x, wbits, beta), ref.binary_linear(x, wbits, beta))
-    assert same_bits(bitops.binary_linear(x, wbits, beta, act_bits=1), ref.binary_linear(x, wbits, beta, act_bits=1))
+    assert same_bits(bitops.binary_linear(x, wbits, beta, in_features=k), ref.binary_linear(x, wbits, beta, in_features=k))
+    assert same_bits(bitops.binary_linear(x, wbits, beta, act_bits=1, in_features=k), ref.binary_linear(x, wbits, beta, act_bits=1, in_features=k))
 
 
 # --------------------------------------------------------------------------- binary
@@ -264,9 +273,9 @@ def test_many_panels(m):
 def test_binary_linear_int8(m, n, k, seed):
     g = rng_for(seed)
     x = float_acts(g, m, k)
-    packed = garble_binary_padding(g, ref.pack_binary(binary_weights(g, n, k)), k)
+    packed = garble_binary_padding(g, raw_binary(binary_weights(g, n, k)), k)
     beta, bias = scale_and_bias(g, n)
-    assert same_bits(bitops.binary_linear(x, packed, beta, bias), ref.binary_linear(x, packed, beta, bias))
+    assert same_bits(bitops.binary_linear(x, packed, beta, bias, in_features=k), ref.binary_linear(x, packed, beta, bias, in_features=k))
 
 
 @fuzz
@@ -274,10 +283,10 @@ def test_binary_linear_int8(m, n, k, seed):
 def test_binary_linear_float(m, n, k, seed):
     g = rng_for(seed)
     x = float_acts(g, m, k)
-    packed = garble_binary_padding(g, ref.pack_binary(binary_weights(g, n, k)), k)
+    packed = garble_binary_padding(g, raw_binary(binary_weights(g, n, k)), k)
     beta, bias = scale_and_bias(g, n)
-    got = bitops.binary_linear(x, packed, beta, bias, act_bits=None)
-    want = ref.binary_linear(x, packed, beta, bias, act_bits=None)
+    got = bitops.binary_linear(x, packed, beta, bias, act_bits=None, in_features=k)
+    want = ref.binary_linear(x, packed, beta, bias, act_bits=None, in_features=k)
     assert_close_sum(got, want, x, beta, k)
 
 
@@ -286,10 +295,10 @@ def test_binary_linear_float(m, n, k, seed):
 def test_binary_matmul_int(m, n, k, seed):
     g = rng_for(seed)
     if m:
-        xbits = garble_binary_padding(g, ref.pack_binary(binary_weights(g, m, k)), k)
+        xbits = garble_binary_padding(g, raw_binary(binary_weights(g, m, k)), k)
     else:  # the oracle's pack_binary cannot reshape an empty batch
         xbits = torch.empty(0, ref.binary_row_bytes(k), dtype=torch.uint8)
-    wbits = garble_binary_padding(g, ref.pack_binary(binary_weights(g, n, k)), k)
+    wbits = garble_binary_padding(g, raw_binary(binary_weights(g, n, k)), k)
     out = bitops.binary_matmul_int(xbits, wbits, k)
     assert out.shape == (m, n)
     if m:
@@ -303,12 +312,12 @@ def test_binary_linear_sign(m, n, k, seed):
     x = float_acts(g, m, k)
     if m >= 4:
         x[3, 0] = np.inf  # non-finite row -> NaN outputs
-    packed = garble_binary_padding(g, ref.pack_binary(binary_weights(g, n, k)), k)
+    packed = garble_binary_padding(g, raw_binary(binary_weights(g, n, k)), k)
     beta, bias = scale_and_bias(g, n)
-    got = bitops.binary_linear(x, packed, beta, bias, act_bits=1)
+    got = bitops.binary_linear(x, packed, beta, bias, act_bits=1, in_features=k)
     assert got.shape == (m, n)
     if m:  # the oracle's binarize cannot reshape an empty batch
-        assert same_bits(got, ref.binary_linear(x, packed, beta, bias, act_bits=1))
+        assert same_bits(got, ref.binary_linear(x, packed, beta, bias, act_bits=1, in_features=k))
 
 
 # --------------------------------------------------------------------------- both paths, benchmark

@@ -42,11 +42,12 @@ def test_matches_transformers_pack_and_unpack(n):
 def test_bitops_hf_round_trip_is_exact():
     w = torch.randn(12, 300)
     wq, gamma = bitops.ternary_quantize(w)
-    packed = bitops.pack_ternary(wq)
-    hf_weight, weight_scale = interop.ternary_to_hf_bitnet(packed, gamma, 300)
-    back, gamma_back = interop.ternary_from_hf_bitnet(hf_weight, weight_scale, 12)
-    assert torch.equal(back, packed)
-    assert torch.allclose(gamma_back, gamma, rtol=2**-23)  # 1 / (1 / g) may move the last bit
+    packed = bitops.pack_ternary(wq, gamma)
+    hf_weight, weight_scale = interop.ternary_to_hf_bitnet(packed)
+    back = interop.ternary_from_hf_bitnet(hf_weight, weight_scale, 12)
+    assert isinstance(back, bitops.PackedWeight) and back.shape == (12, 300)
+    assert torch.equal(back.qdata, packed.qdata)
+    assert torch.allclose(back.scale, gamma, rtol=2**-23)  # 1 / (1 / g) may move the last bit
 
 
 def test_corrupt_hf_weights_are_refused():
@@ -68,8 +69,9 @@ def test_transformers_bitlinear_output_matches_bitops():
         layer.weight.copy_(hf_bitnet.pack_weights(wq.clone()))
         layer.weight_scale.copy_(torch.tensor([4.0]))
     x = torch.randn(3, k)
-    packed, gamma = interop.ternary_from_hf_bitnet(layer.weight, layer.weight_scale, n)
-    y_ours = bitops.ternary_linear(x, packed, gamma)
+    packed = interop.ternary_from_hf_bitnet(layer.weight, layer.weight_scale, n)
+    gamma = packed.scale
+    y_ours = bitops.ternary_linear(x, packed)
     with torch.compiler.set_stance("force_eager"):  # transformers compiles this; eager is enough here
         y_theirs = layer(x)
     # transformers computes 127 / amax as reciprocal * 127 (one ulp away sometimes), which can move

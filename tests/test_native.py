@@ -56,7 +56,7 @@ def test_binarize_activations_bit_exact(m, k, seed):
 def test_pack_unpack_ternary_matches_oracle(n, k, seed):
     wq = random_ternary(n, k, seed)
     packed = bitops.pack_ternary(wq)
-    assert torch.equal(packed, ref.pack_ternary(wq))
+    assert torch.equal(packed.qdata, ref.pack_ternary(wq).qdata)
     assert torch.equal(bitops.unpack_ternary(packed, k), wq)
 
 
@@ -64,7 +64,7 @@ def test_pack_unpack_ternary_matches_oracle(n, k, seed):
 def test_pack_unpack_binary_matches_oracle(n, k, seed):
     wq = random_binary(n, k, seed)
     packed = bitops.pack_binary(wq)
-    assert torch.equal(packed, ref.pack_binary(wq))
+    assert torch.equal(packed.qdata, ref.pack_binary(wq).qdata)
     assert torch.equal(bitops.unpack_binary(packed, k), wq)
 
 
@@ -133,8 +133,8 @@ def test_non_contiguous_and_leading_dims():
     assert y.shape == (2, 3, 9)
     assert torch.equal(y, ref.ternary_linear(x.contiguous(), packed_t, g))
     # a non-contiguous packed tensor and int8 input work too
-    wide = torch.zeros(9, 2 * packed_t.shape[1], dtype=torch.uint8)
-    wide[:, ::2] = packed_t
+    wide = torch.zeros(9, 2 * packed_t.qdata.shape[1], dtype=torch.uint8)
+    wide[:, ::2] = packed_t.qdata
     xq = torch.randint(-128, 128, (40, 5), dtype=torch.int8).T
     assert torch.equal(bitops.ternary_matmul_int(xq, wide[:, ::2], 40), ref.ternary_matmul_int(xq, packed_t, 40))
 

@@ -244,8 +244,8 @@ def test_dirty_padding_is_refused(kind):
     [
         (lambda s: s.__setitem__("packed_weight", s["packed_weight"].float()), "expected dtype torch.uint8"),
         (lambda s: s.__setitem__("packed_weight", s["packed_weight"][:, :16]), r"expected shape \(6, 32\)"),
-        (lambda s: s.__setitem__("weight_scale", torch.tensor(float("nan"))), "finite value >= 0"),
-        (lambda s: s.__setitem__("weight_scale", torch.tensor(-1.0)), "finite value >= 0"),
+        (lambda s: s.__setitem__("weight_scale", torch.tensor(float("nan"))), "finite values >= 0"),
+        (lambda s: s.__setitem__("weight_scale", torch.tensor(-1.0)), "finite values >= 0"),
         (lambda s: s.__setitem__("weight_scale", torch.tensor(0.5, dtype=torch.float64)), "float32"),
         (lambda s: s.__setitem__("bias", s["bias"].double()), "bias: expected dtype torch.float32"),
         (lambda s: s["_extra_state"].__setitem__("act_bits", None), "saved with act_bits=None.*has act_bits=8"),

@@ -184,7 +184,7 @@ def test_weight_gradient_is_that_of_the_dequantized_surrogate(kind, act_bits):
         x_used = torch.where(x.detach() >= 0, 1.0, -1.0)
     else:
         x_used = x.detach()
-    w_dq = quant.quantize_weight(w, kind).dequantized()
+    w_dq = quant.quantize_weight(w, kind).dequantize()
     surrogate = lambda ww: (g * (x_used @ ww.T)).sum()  # noqa: E731
     for seed in range(3):
         v = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed))
@@ -207,8 +207,9 @@ def test_bad_configurations_raise_clearly(kind, act_bits, match):
 def test_quantized_weight_packs_with_the_public_ops():
     w = torch.randn(6, 130)
     qw = quant.quantize_weight(w, "ternary")
-    assert qw.packed.dtype == torch.uint8
-    assert torch.equal(bitops.unpack_ternary(qw.packed, 130), qw.wq)
+    wq, gamma = bitops.ternary_quantize(w)
+    assert isinstance(qw, bitops.PackedWeight) and qw.shape == (6, 130) and qw.qdata.dtype == torch.uint8
+    assert torch.equal(qw.unpack(), wq) and torch.equal(qw.scale, gamma)
     qb = quant.quantize_weight(w, "binary")
-    assert torch.equal(bitops.unpack_binary(qb.packed, 130), qb.wq)
-    torch.testing.assert_close(qb.dequantized(), torch.where(w >= 0, 1.0, -1.0) * w.abs().mean())
+    assert torch.equal(bitops.unpack_binary(qb), torch.where(w >= 0, 1, -1).to(torch.int8))
+    torch.testing.assert_close(qb.dequantize(), torch.where(w >= 0, 1.0, -1.0) * w.abs().mean())

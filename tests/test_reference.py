@@ -130,23 +130,26 @@ def test_quantize_activations_non_finite_rows_are_nan():
 def test_pack_ternary_round_trip(k):
     wq = torch.randint(-1, 2, (3, k), dtype=I8)
     packed = ref.pack_ternary(wq)
-    assert packed.dtype == torch.uint8 and packed.shape == (3, ref.ternary_row_bytes(k))
-    assert torch.equal(ref.unpack_ternary(packed, k), wq)
+    assert packed.kind == "ternary" and packed.shape == (3, k) and packed.scale is None
+    assert packed.qdata.dtype == torch.uint8 and packed.qdata.shape == (3, ref.ternary_row_bytes(k))
+    assert torch.equal(ref.unpack_ternary(packed), wq)
+    assert torch.equal(ref.unpack_ternary(packed.qdata, k), wq)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 9, 127, 128, 129, 4096])
 def test_pack_binary_round_trip(k):
     wq = torch.randint(0, 2, (3, k), dtype=I8) * 2 - 1
     packed = ref.pack_binary(wq)
-    assert packed.shape == (3, ref.binary_row_bytes(k))
-    assert torch.equal(ref.unpack_binary(packed, k), wq)
+    assert packed.kind == "binary" and packed.shape == (3, k)
+    assert packed.qdata.shape == (3, ref.binary_row_bytes(k))
+    assert torch.equal(ref.unpack_binary(packed), wq)
 
 
 def test_ternary_layout_by_hand():
     # weight j sits in byte j at bits 7:6, weight j+32 at 5:4, j+64 at 3:2, j+96 at 1:0; code = w + 1
     wq = torch.zeros(1, 130, dtype=I8)
     wq[0, 0], wq[0, 32], wq[0, 64], wq[0, 96], wq[0, 129] = 1, -1, 1, -1, 1
-    packed = ref.pack_ternary(wq)
+    packed = ref.pack_ternary(wq).qdata
     assert packed.shape == (1, 64)
     assert packed[0, 0].item() == (2 << 6) | (0 << 4) | (2 << 2) | 0
     assert packed[0, 1].item() == 0x55  # four zero weights
@@ -158,13 +161,13 @@ def test_ternary_layout_by_hand():
 def test_binary_layout_by_hand():
     wq = -torch.ones(1, 10, dtype=I8)
     wq[0, 0], wq[0, 9] = 1, 1
-    packed = ref.pack_binary(wq)
+    packed = ref.pack_binary(wq).qdata
     assert packed.shape == (1, 32)
     assert packed[0, :2].tolist() == [0b1, 0b10] and (packed[0, 2:] == 0).all()
 
 
 def test_unpack_ternary_rejects_code_3():
-    packed = ref.pack_ternary(torch.zeros(2, 5, dtype=I8))
+    packed = ref.pack_ternary(torch.zeros(2, 5, dtype=I8)).qdata
     packed[1, 3] |= 0xC0  # weight 3 of row 1 -> code 3
     with pytest.raises(ValueError, match="corrupt"):
         ref.unpack_ternary(packed, 5)

@@ -1,0 +1,110 @@
+"""Straight-through gradients of the public linear ops (DESIGN.md section 1).
+
+The forward of ``bitops.ternary_linear`` / ``binary_linear`` quantizes x; the backward treats
+that quantizer as the identity (sign activations: the identity where ``|x| <= 1``, zero
+elsewhere), and the packed weights and their scale are constants:
+
+    grad_x = grad_y @ (scale * Wq)        [* (|x| <= 1) for act_bits=1]
+    grad_bias = grad_y summed over rows
+
+This is registered on the native ops (``torch.library.register_autograd``), so
+``torch.ops.bitops.*`` are differentiable too, and the pure-torch fallback runs the same
+backward through :class:`ReferenceLinear`. :class:`bitops.bit_linear.BitLinearFunction` reuses
+:func:`grad_input` for its input gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import reference as ref
+from ._native import HAS_CUDA, LOADED
+
+__all__ = ["grad_input", "grad_bias", "ReferenceLinear", "reference_linear"]
+
+_OP_CONFIG = {  # native op -> (weight kind, act_bits)
+    "ternary_linear_i8": ("ternary", 8),
+    "ternary_linear_f": ("ternary", None),
+    "binary_linear_i8": ("binary", 8),
+    "binary_linear_b1": ("binary", 1),
+    "binary_linear_f": ("binary", None),
+}
+
+
+def _decode(kind: str, qdata: torch.Tensor, k: int) -> torch.Tensor:
+    """int8 ``[N, K]`` weight values of a packed buffer, on its device."""
+    native = LOADED and (qdata.is_cpu or (qdata.is_cuda and HAS_CUDA) or qdata.device.type == "meta")
+    if kind == "ternary":
+        return torch.ops.bitops.unpack_ternary(qdata, k) if native else ref.unpack_ternary(qdata, k)
+    return torch.ops.bitops.unpack_binary(qdata, k) if native else ref.unpack_binary(qdata, k)
+
+
+def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> torch.Tensor:
+    """``grad_y @ (scale * Wq)`` in float32 (the fake-quant oracle's product), masked by
+    ``window`` (``|x| <= 1``, sign activations), in x's dtype and shape."""
+    n = qdata.shape[0]
+    w = _decode(kind, qdata, k).to(torch.float32).mul_(scale.reshape(-1, 1))
+    grad_x = (grad_y.reshape(-1, n).float() @ w).reshape(x_shape)
+    if window is not None:
+        grad_x = grad_x * window
+    return grad_x.to(x_dtype)
+
+
+def grad_bias(grad_y, n, dtype) -> torch.Tensor:
+    return grad_y.reshape(-1, n).float().sum(0).to(dtype)
+
+
+def _save(ctx, act_bits, x, qdata, scale, bias):
+    ctx.k, ctx.x_shape, ctx.x_dtype = x.shape[-1], x.shape, x.dtype
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    window = (x.abs() <= 1,) if act_bits == 1 and x.requires_grad else ()
+    ctx.save_for_backward(qdata, scale, *window)
+
+
+def _grads(ctx, kind, grad_y):
+    qdata, scale, *window = ctx.saved_tensors
+    grad_x = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = grad_input(grad_y, kind, qdata, scale, ctx.k, ctx.x_shape, ctx.x_dtype, window[0] if window else None)
+    if ctx.needs_input_grad[3]:
+        grad_b = grad_bias(grad_y, qdata.shape[0], ctx.bias_dtype)
+    return grad_x, None, None, grad_b
+
+
+def _register_native():
+    for name, (kind, act_bits) in _OP_CONFIG.items():
+
+        def setup_context(ctx, inputs, output, act_bits=act_bits):
+            _save(ctx, act_bits, *inputs)
+
+        def backward(ctx, grad_y, kind=kind):
+            return _grads(ctx, kind, grad_y)
+
+        torch.library.register_autograd(f"bitops::{name}", backward, setup_context=setup_context)
+
+
+if LOADED:
+    _register_native()
+
+
+class ReferenceLinear(torch.autograd.Function):
+    """The pure-torch linear op with the same straight-through backward as the native ops."""
+
+    @staticmethod
+    def forward(ctx, x, qdata, scale, bias, kind, act_bits, k):
+        fn = ref.ternary_linear if kind == "ternary" else ref.binary_linear
+        y = fn(x, qdata, scale, bias, act_bits, in_features=k)
+        _save(ctx, act_bits, x, qdata, scale, bias)
+        ctx.kind = kind
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return (*_grads(ctx, ctx.kind, grad_y), None, None, None)
+
+
+def reference_linear(kind, act_bits, x, qdata, scale, bias, k, needs_grad):
+    if needs_grad:
+        return ReferenceLinear.apply(x, qdata, scale, bias, kind, act_bits, k)
+    fn = ref.ternary_linear if kind == "ternary" else ref.binary_linear
+    return fn(x, qdata, scale, bias, act_bits, in_features=k)
