@@ -4,7 +4,7 @@
 
 Prints, per case, each CUDA kernel's average time over the profiled calls (microseconds),
 and the graph-replay time of the M=1 call under the GEMV variants selectable by
-environment (BITOPS_CUDA_GEMV_FUSED; BITOPS_CUDA_PDL is read once per process, so run
+tuning (bitops._native.cuda_tuning; BITOPS_CUDA_PDL is read once per process, so run
 again with BITOPS_CUDA_PDL=0 to compare).
 """
 
@@ -17,6 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import bitops
+from bitops._native import cuda_tuning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cuda_matmul as cm  # noqa: E402
@@ -47,11 +48,10 @@ def main():
     for m in (1, 4096):
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         for fused in ("0", "1") if m == 1 else ("0",):
-            os.environ["BITOPS_CUDA_GEMV_FUSED"] = fused
-            print(f"--- ternary {n}x{k}, M={m}, BITOPS_CUDA_GEMV_FUSED={fused}: us per call, launches per call, kernel")
-            for t, c, name in kernel_times(lambda: bitops.ternary_linear(x, packed, gamma)):
-                print(f"  {t:9.2f}  {c:3d}  {name}")
-    os.environ.pop("BITOPS_CUDA_GEMV_FUSED", None)
+            print(f"--- ternary {n}x{k}, M={m}, gemv_fused={fused}: us per call, launches per call, kernel")
+            with cuda_tuning(gemv_fused=fused == "1"):
+                for t, c, name in kernel_times(lambda: bitops.ternary_linear(x, packed, gamma)):
+                    print(f"  {t:9.2f}  {c:3d}  {name}")
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
     bw = cm.hbm_bandwidth()
     for gemv in ("prequant", "fused"):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import bitops
+from bitops._native import cuda_tuning
 
 M1_SHAPES = [(4096, 4096), (2560, 6912), (6912, 2560), (20480, 3200)]
 
@@ -84,21 +85,13 @@ class Env:
     """Forces bitops' choice between the fused small-M kernel and the tensor-core path."""
 
     def __init__(self, max_m, gemv=None):
-        self.vals = {"BITOPS_CUDA_GEMV_MAX_M": None if max_m is None else str(max_m),
-                     "BITOPS_CUDA_GEMV_FUSED": {None: None, "fused": "1", "prequant": "0"}[gemv]}
+        self.tuning = cuda_tuning(gemv_max_m=max_m, gemv_fused={None: None, "fused": True, "prequant": False}[gemv])
 
     def __enter__(self):
-        self.old = {k: os.environ.get(k) for k in self.vals}
-        for k, v in self.vals.items():
-            if v is not None:
-                os.environ[k] = v
+        self.tuning.__enter__()
 
     def __exit__(self, *exc):
-        for k, v in self.old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        self.tuning.__exit__(*exc)
 
 
 def copies_for(nbytes, l2, hot):

@@ -46,3 +46,25 @@ def backend(device: str | torch.device = "cpu") -> str:
     if kind == "cuda" and has_cuda_kernels():
         return "cuda"
     return "reference"
+
+
+class cuda_tuning:
+    """Forces the CUDA glue's kernel choices for a block (benchmarks and tests); restores them after.
+
+    ``gemv_max_m``: largest M served by the GEMV kernels (0: always the tensor-core path);
+    ``gemv_fused``: True (quantize inside the GEMV), False (quantize once, then GEMV), None (automatic).
+    The starting values come from ``BITOPS_CUDA_GEMV_MAX_M`` / ``BITOPS_CUDA_GEMV_FUSED``, read once.
+    """
+
+    def __init__(self, gemv_max_m: int | None = None, gemv_fused: bool | None = None):
+        self.gemv_max_m, self.gemv_fused = gemv_max_m, gemv_fused
+
+    def __enter__(self):
+        self.saved = tuple(torch.ops.bitops.cuda_tuning())
+        max_m = self.saved[0] if self.gemv_max_m is None else self.gemv_max_m
+        fused = -1 if self.gemv_fused is None else int(bool(self.gemv_fused))
+        torch.ops.bitops.set_cuda_tuning(max_m, fused)
+        return self
+
+    def __exit__(self, *exc):
+        torch.ops.bitops.set_cuda_tuning(*self.saved)

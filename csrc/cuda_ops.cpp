@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "checks.h"
+#include "tuning.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace bitops::glue {
@@ -49,24 +50,17 @@ bc::DType float_dtype(const at::Tensor& t) {
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
 // Largest M served by the fused kernel (beyond it: tensor cores). Measured on
-// H100 (benchmarks/results/cuda_*); BITOPS_CUDA_GEMV_MAX_M overrides it.
-int64_t gemv_max_m() {
-  const char* env = std::getenv("BITOPS_CUDA_GEMV_MAX_M");
-  if (!env || !*env) return 8;
-  const long v = std::strtol(env, nullptr, 10);
-  return v < 0 ? 0 : (v > 4096 ? 4096 : v);
-}
+// H100 (benchmarks/results/cuda_*); BITOPS_CUDA_GEMV_MAX_M or set_cuda_tuning overrides it.
+int64_t gemv_max_m() { return cuda_tuning().gemv_max_m.load(std::memory_order_relaxed); }
 
 // Float activations on the GEMV path: quantised inside every block of the one
 // fused kernel, or once by a small kernel ahead of the GEMV (a workspace; PDL).
 // Measured on H100 (benchmarks/results/cuda_bench.md): fused is faster at
 // M <= 2 (4096x4096, M=1: 5.9 vs 11.7 us), the pre-quantised path from M = 4
-// (M=8: 15.8 vs 26.2 us). BITOPS_CUDA_GEMV_FUSED=1 / =0 forces one of them.
+// (M=8: 15.8 vs 26.2 us). BITOPS_CUDA_GEMV_FUSED=1 / =0 (or set_cuda_tuning) forces one of them.
 bool gemv_fused(int64_t m) {
-  const char* env = std::getenv("BITOPS_CUDA_GEMV_FUSED");
-  if (env && env[0] == '1') return true;
-  if (env && env[0] == '0') return false;
-  return m <= 2;
+  const int64_t forced = cuda_tuning().gemv_fused.load(std::memory_order_relaxed);
+  return forced < 0 ? m <= 2 : forced == 1;
 }
 
 bool use_gemv(bc::Kind kind, int64_t m, int64_t k, int device) {

@@ -1,7 +1,10 @@
 // The op schemas (one place for every backend) and the Python module stub.
 #include <Python.h>
 #include <torch/library.h>
+#include <cstdlib>
+#include <tuple>
 #include "kernels/cpu/cpu_kernels.h"
+#include "tuning.h"
 
 namespace {
 #ifdef BITOPS_WITH_CUDA
@@ -11,7 +14,40 @@ constexpr bool kHasCuda = false;
 #endif
 std::string cpu_isa() { return bitops::cpu::active_kernels().name; }
 bool has_cuda() { return kHasCuda; }
+
+constexpr int64_t kDefaultGemvMaxM = 8;  // measured on H100: benchmarks/results/cuda_*
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* env = std::getenv(name);
+  return env && *env ? std::strtol(env, nullptr, 10) : fallback;
+}
+
+// Negative values restore the default (gemv_max_m) or the automatic choice (gemv_fused).
+void set_cuda_tuning(int64_t gemv_max_m, int64_t gemv_fused) {
+  auto& t = bitops::glue::cuda_tuning();
+  t.gemv_max_m = gemv_max_m < 0 ? kDefaultGemvMaxM : std::min<int64_t>(gemv_max_m, 4096);
+  t.gemv_fused = gemv_fused < 0 ? -1 : (gemv_fused ? 1 : 0);
+}
+
+std::tuple<int64_t, int64_t> get_cuda_tuning() {
+  auto& t = bitops::glue::cuda_tuning();
+  return {t.gemv_max_m.load(), t.gemv_fused.load()};
+}
 }  // namespace
+
+namespace bitops::glue {
+CudaTuning& cuda_tuning() {
+  static CudaTuning* tuning = [] {
+    auto* t = new CudaTuning;
+    const int64_t max_m = env_int("BITOPS_CUDA_GEMV_MAX_M", kDefaultGemvMaxM);
+    t->gemv_max_m = max_m < 0 ? 0 : std::min<int64_t>(max_m, 4096);
+    const char* fused = std::getenv("BITOPS_CUDA_GEMV_FUSED");
+    t->gemv_fused = fused && fused[0] == '1' ? 1 : fused && fused[0] == '0' ? 0 : -1;
+    return t;
+  }();
+  return *tuning;
+}
+}  // namespace bitops::glue
 
 TORCH_LIBRARY(bitops, m) {
   m.def("quantize_activations(Tensor x) -> (Tensor, Tensor)");
@@ -29,6 +65,8 @@ TORCH_LIBRARY(bitops, m) {
   m.def("binary_linear_b1(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");
   m.def("cpu_isa() -> str", &cpu_isa);
   m.def("has_cuda() -> bool", &has_cuda);
+  m.def("set_cuda_tuning(int gemv_max_m, int gemv_fused) -> ()", &set_cuda_tuning);
+  m.def("cuda_tuning() -> (int, int)", &get_cuda_tuning);
 }
 
 

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bitops
+from bitops._native import cuda_tuning
 from bitops import reference as ref
 
 from .strategies import SPECIAL_K, random_binary, random_float, random_int8, random_ternary, seeds
@@ -42,22 +43,15 @@ fuzz = settings(max_examples=int(os.environ.get("BITOPS_CUDA_EXAMPLES", "60")))
 @contextlib.contextmanager
 def cuda_path(path):
     """Forces the small-M kernel (gemv) or the tensor-core path (tc) for the ops inside."""
-    old = os.environ.get("BITOPS_CUDA_GEMV_MAX_M")
-    if path == "gemv":
-        os.environ["BITOPS_CUDA_GEMV_MAX_M"] = "4096"
-    elif path == "tc":
-        os.environ["BITOPS_CUDA_GEMV_MAX_M"] = "0"
-    try:
+    with cuda_tuning(gemv_max_m={"gemv": 4096, "tc": 0}.get(path)):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("BITOPS_CUDA_GEMV_MAX_M", None)
-        else:
-            os.environ["BITOPS_CUDA_GEMV_MAX_M"] = old
 
 
 def assert_same(got, want):
     """Bit-identical values, shape and dtype; NaN exactly where the oracle has NaN."""
+    if isinstance(want, bitops.PackedWeight):  # same kind and K, same bytes
+        assert (got.kind, got.in_features) == (want.kind, want.in_features)
+        got, want = got.qdata, want.qdata
     got = got.cpu()
     assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
     if got.is_floating_point():
@@ -89,7 +83,7 @@ def make_bias(n, kind, seed):
 
 
 def on_cuda(*ts):
-    return [t.to(DEV) if isinstance(t, torch.Tensor) else t for t in ts]
+    return [t.to(DEV) if isinstance(t, (torch.Tensor, bitops.PackedWeight)) else t for t in ts]
 
 
 def test_backend_is_cuda():
@@ -164,7 +158,7 @@ def test_pack_rejects_values_outside_the_format():
 
 
 def test_unpack_ternary_detects_code_3_but_ignores_padding():
-    packed = ref.pack_ternary(random_ternary(4, 100, 1))
+    packed = ref.pack_ternary(random_ternary(4, 100, 1)).qdata  # raw bytes, K passed explicitly
     padded = packed.clone()
     padded[:, 31] |= 0x03  # weight 127 of each row: padding for k = 100
     assert_same(bitops.unpack_ternary(padded.to(DEV), 100), ref.unpack_ternary(packed, 100))
@@ -202,8 +196,8 @@ def test_ternary_matmul_int_extremes_exact():
 @fuzz
 @given(m=cuda_ms, n=cuda_ns, k=cuda_ks, seed=seeds, path=st.sampled_from(PATHS))
 def test_binary_matmul_int_bit_exact_and_ignores_padding_bits(m, n, k, seed, path):
-    xb = ref.pack_binary(random_binary(m, k, seed)) if m else torch.zeros(0, ref.binary_row_bytes(k), dtype=torch.uint8)
-    wb = ref.pack_binary(random_binary(n, k, seed + 1))
+    xb = ref.pack_binary(random_binary(m, k, seed)).qdata if m else torch.zeros(0, ref.binary_row_bytes(k), dtype=torch.uint8)
+    wb = ref.pack_binary(random_binary(n, k, seed + 1)).qdata
     want = ref.binary_matmul_int(xb, wb, k)
     # garbage in the padding bits of both operands must not change anything
     pad = torch.arange(ref.binary_row_bytes(k) * 8) >= k
@@ -259,11 +253,13 @@ def test_linear_matches_cpu_native_path_at_model_shapes(path):
 
 @pytest.mark.parametrize("fused", ["0", "1"])
 @pytest.mark.parametrize("m", [1, 2, 3, 8])
-def test_gemv_prequantised_and_fused_kernels_agree(fused, m, monkeypatch):
+def test_gemv_prequantised_and_fused_kernels_agree(fused, m, request):
     # BITOPS_CUDA_GEMV_FUSED=0: the activations are quantised once (own kernel, then the GEMV
     # with PDL); =1: inside every block of the single fused kernel (auto: fused for M <= 2,
     # so the fuzz tests above reach both). Both bit-exact.
-    monkeypatch.setenv("BITOPS_CUDA_GEMV_FUSED", fused)
+    tuning = cuda_tuning(gemv_fused=fused == "1")
+    tuning.__enter__()
+    request.addfinalizer(lambda: tuning.__exit__(None, None, None))
     k, n = 1000, 777
     x = make_x(m, k, 11, torch.bfloat16, "wide", bad_rows=True)
     tern = ref.pack_ternary(random_ternary(n, k, 12))
@@ -304,9 +300,9 @@ def test_batch_dims_views_and_side_stream():
     # a packed view at an odd byte offset (the kernels' 16-byte loads need alignment)
     rb = ref.ternary_row_bytes(k)
     flat = torch.zeros(n * rb + 1, dtype=torch.uint8)
-    flat[1:] = packed.reshape(-1)
+    flat[1:] = packed.qdata.reshape(-1)
     view = flat.to(DEV)[1:].view(n, rb)
-    assert_same(bitops.ternary_linear(x.to(DEV), view, gamma.to(DEV)), want)
+    assert_same(bitops.ternary_linear(x.to(DEV), view, gamma.to(DEV), in_features=k), want)
 
 
 def test_cuda_graph_capture():
@@ -364,7 +360,7 @@ def test_float_activation_paths_within_rounding_bound(m, n, k, seed, dtype, weig
 def test_glue_rejects_bad_arguments_naming_them():
     k, n = 64, 8
     x = torch.randn(2, k, device=DEV)
-    packed = bitops.pack_ternary(random_ternary(n, k, 1).to(DEV))
+    packed = bitops.pack_ternary(random_ternary(n, k, 1).to(DEV)).qdata  # the raw ops take bytes
     gamma = torch.tensor(1.0, device=DEV)
     ops = torch.ops.bitops
     with pytest.raises(ValueError, match="packed"):
@@ -386,4 +382,18 @@ def test_glue_rejects_bad_arguments_naming_them():
     with pytest.raises(ValueError, match="wbits"):
         ops.binary_matmul_int(torch.zeros(2, 32, dtype=torch.uint8, device=DEV), packed[:, :16], k)
     with pytest.raises(ValueError, match="same device|one device"):
-        bitops.ternary_linear(x, packed.cpu(), gamma)
+        bitops.ternary_linear(x, packed.cpu(), gamma, in_features=k)
+
+
+def test_corrupt_raw_buffer_is_refused_on_cuda_as_on_cpu():
+    """The CUDA kernels do not look at codes: a raw buffer is validated before they run, and a
+    PackedWeight when it is made, so a corrupt buffer fails the same way on both devices."""
+    k, n = 100, 4
+    raw = ref.pack_ternary(random_ternary(n, k, 2)).qdata.clone()
+    raw[1, 3] |= 0xC0  # weight 3 of row 1: code 3
+    x = torch.randn(2, k)
+    for dev in ("cpu", DEV):
+        with pytest.raises(ValueError, match="corrupt"):
+            bitops.ternary_linear(x.to(dev), raw.to(dev), torch.tensor(1.0, device=dev), in_features=k)
+        with pytest.raises(ValueError, match="corrupt"):
+            bitops.PackedWeight("ternary", raw.to(dev), k)
