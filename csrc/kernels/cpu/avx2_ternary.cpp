@@ -17,8 +17,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
-#include "avx2_dot.h"
-#include "avx2_gemm_i8.h"
+#include "dot_tiles.h"
+#include "gemm_i8_tiles.h"
 
 namespace bitops::cpu::avx2 {
 namespace {

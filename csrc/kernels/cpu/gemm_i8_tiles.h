@@ -13,14 +13,14 @@
 // (M = 512, K = N = 4096, one thread) that went from 78 ms to 68 ms over the
 // 3 x 4 kernel, whose 4 code vectors did not fit and were reloaded per row.
 //
-// Include only from an avx2_*.cpp, after avx2_dot.h (same rules).
+// Include only from an avx2_*.cpp, after dot_tiles.h (same rules).
 #pragma once
 
 namespace bitops::cpu::avx2 {
 namespace {
 
 constexpr int64_t kPanelRows = 64;        // decoded: 64 rows x K bytes (256 KiB at K = 4096)
-constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (avx2_dot.h) wins
+constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (dot_tiles.h) wins
 // With AVX-512 VNNI on packed ternary, the masked few-row kernel (no decode at
 // all) wins below this. Measured here in one process, calls paired: 2x faster
 // cold than decoding on the fly at M = 2-4, 1.03-1.3x faster than the decoded
