@@ -30,8 +30,9 @@ def sources(pattern: str) -> list:
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
 
 
-# No -march=native: one binary must run on any x86-64. The AVX2 code turns on
-# its ISA per function (csrc/kernels/cpu/avx2.cpp) and runs only after cpuid.
+# No -march=native: one binary must run on any x86-64. The AVX2 and AVX-512 code
+# turns on its ISA per file (#pragma GCC target in csrc/kernels/cpu/avx2_*.cpp and
+# avx512_*.cpp) and runs only after cpuid (csrc/kernels/cpu/dispatch.cpp).
 # -ffp-contract=off keeps a*b+c as two roundings, as in the torch oracle.
 cxx_flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 # at::parallel_for is a header template built on `#pragma omp parallel`: without -fopenmp it

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the CPU kernels (every csrc/kernels/cpu/*.cpp) with AddressSanitizer and
 # UndefinedBehaviorSanitizer into tests/native/sanitize_driver.cpp (no torch) and
-# runs it. No -march flags: the AVX2 code turns on its ISA per function, and must
-# build and be dispatched exactly as in the wheel. Exits non-zero on any finding.
+# runs it. No -march flags: the AVX2 and AVX-512 code turns on its ISA per file
+# (#pragma GCC target), and must build and be dispatched exactly as in the wheel.
+# Exits non-zero on any finding.
 #   bash scripts/sanitize.sh [seed]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,7 @@
 """Native kernels against the oracle, bit-exactly where the math is integer.
 
-Runs whichever CPU kernel set is active (AVX2, or the portable one when
-BITOPS_ISA=scalar); tests/test_cpu_kernels.py covers both explicitly.
+Runs whichever CPU kernel set is active (AVX-512 VNNI, AVX2 when BITOPS_ISA=avx2,
+or the portable one when BITOPS_ISA=scalar); tests/test_cpu_kernels.py covers each explicitly.
 """
 
 import pytest

@@ -1,5 +1,5 @@
 // The sanitizer driver: runs every kernel of every compiled-in KernelTable
-// (scalar, and AVX2 where built and supported) against tests/native/reference.h
+// (scalar, and AVX2 and AVX-512 VNNI where built and supported) against tests/native/reference.h
 // on ragged and tiny shapes and hostile values. Every buffer is its own heap
 // allocation of exactly the size the contract promises, so AddressSanitizer
 // reports any read or write past it; UBSan catches overflow and bad shifts.

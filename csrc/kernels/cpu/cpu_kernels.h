@@ -44,8 +44,8 @@ struct KernelTable {
 // The portable kernels (scalar.cpp) and, where compiled, the AVX2 ones (avx2.cpp).
 const KernelTable& scalar_kernels();
 const KernelTable* avx2_kernels();  // nullptr when not compiled in
-// The AVX2 set with the int8 paths on AVX-512 VNNI (avx512_vnni.cpp: the
-// many-row GEMMs; avx512_ternary_gemv.cpp: ternary against 1 to 4 rows of x
+// The AVX2 set with the int8 paths on AVX-512 VNNI (avx512.cpp; avx512_vnni.cpp:
+// the many-row GEMMs; avx512_ternary_gemv.cpp: ternary against 1 to 4 rows of x
 // straight from the packed bytes).
 const KernelTable* avx512vnni_kernels();  // nullptr when not compiled in
 

@@ -33,7 +33,7 @@ bool ternary_rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_r
                         const int8_t* const* xtail, int mr, int64_t full, const uint8_t* tail_keep, int64_t* dots);
 
 // AVX-512 VPOPCNTDQ (and VL) usable too: the "cpu-avx512vnni" table then counts
-// XNOR bits with vpopcntq (avx2_binary.cpp).
+// XNOR bits with vpopcntq (avx512_binary.cpp).
 bool vpopcnt_usable();
 
 // AVX-512 F, BW, VL and VNNI usable on this CPU (cpuid and the OS's saved state).

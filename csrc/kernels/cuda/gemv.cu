@@ -1,14 +1,19 @@
-// Small-M products (M up to ~16): one kernel per call, memory-bound on the
-// packed weights.
+// Small-M products: one kernel per call, memory-bound on the packed weights.
+// The glue sends M <= 8 here by default (gemv_max_m in csrc/cuda_ops.cpp;
+// BITOPS_CUDA_GEMV_MAX_M, at most 4096). The kernel itself takes any M: blocks
+// of MT = 1, 2, 4 or 8 rows of x (launch_x: the next size up from M, 8 from
+// M = 5 on, halved while MT staged rows exceed kStageBudget), at most 65535
+// blocks in y (so M <= 65535 * MT), and one row of x must fit in shared memory
+// (gemv_supported).
 //
 // Each block first stages its MT activation rows in shared memory: quantised
 // to int8 (or sign bits) right there from the float input, so the whole op is
 // a single launch. Before staging, every warp issues the loads of its first
 // weights, so the quantisation overlaps the DRAM latency. Then each warp owns
-// R = 2 weight rows at a time: every lane loads 16-byte chunks of both rows
-// (coalesced, D = 4 chunks per row in flight), decodes them in registers and
-// multiplies with __dp4a (or XOR + __popc), and the warp reduces with shuffles
-// and applies the epilogue of epilogue.h.
+// R = 1 weight row at a time (a work unit; 1 keeps the most warps in flight):
+// every lane loads 16-byte chunks of it (coalesced, D = 4 chunks in flight),
+// decodes them in registers and multiplies with __dp4a (or XOR + __popc), and
+// the warp reduces with shuffles and applies the epilogue of epilogue.h.
 //
 // Float activations with a workspace (GemvArgs::workspace; the glue passes
 // one for M > 2, where it measured faster): the rows are quantised ONCE by prep_kernel (one block per row,

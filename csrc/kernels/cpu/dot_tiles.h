@@ -1,12 +1,13 @@
-// Register-blocked dot-product drivers shared by the ternary and binary AVX2
-// kernels. A "decoder" (avx2_ternary.cpp, avx2_binary.cpp) says how a packed
-// row turns into weights; everything else lives here once:
+// Register-blocked dot-product drivers on 256-bit vectors, shared by the AVX2
+// set (avx2_ternary.cpp, avx2_binary.cpp) and the AVX-512 set (avx512_ternary.cpp,
+// avx512_binary.cpp), which reuses them with its own int8 product (avx512_dot.h).
+// A "decoder" (decoders.h) says how a packed row turns into weights, a "path"
+// how a block of weights meets a block of x; the blocking lives here once:
 //
 //   int8 path   sum_k c[k] * x[k] with _mm256_maddubs_epi16 on unsigned codes c
 //               (weight = kScale * c - 1 ... see dot = kScale * sum(c x) - sum(x)),
-//               int16 partial sums widened with _mm256_madd_epi16 every 8 blocks;
-//               or, on a CPU with AVX-512 VNNI (kVnni), one ymm vpdpbusd per
-//               product straight into int32 (half the instructions, no flush);
+//               int16 partial sums widened with _mm256_madd_epi16 every 8 blocks
+//               (PathMaddubs; the AVX-512 set's PathDpbusd is in avx512_dot.h);
 //   float path  decode 8 weights to float, one FMA per 8 weights (w * x is exact
 //               for w in {-1, 0, 1}, so FMA rounds exactly like a multiply + add).
 //
@@ -14,11 +15,11 @@
 // of 128 weights once per MR rows; weight rows are walked in panels that stay in
 // L2 while every row of x passes over them.
 //
-// Include only from an avx2_*.cpp, AFTER its system headers and its
-// `#pragma GCC target("avx2,fma")`: this header includes nothing itself.
+// Include only from a .cpp compiled with `#pragma GCC target("avx2,fma")`,
+// AFTER its system headers and that pragma: this header includes nothing itself.
 #pragma once
 
-namespace bitops::cpu::avx2 {
+namespace bitops::cpu::ymm {
 namespace {
 
 constexpr int64_t kBlock = 128;       // weights per decoded block: 4 runs of 32
@@ -89,15 +90,6 @@ inline void store_int(const Epilogue& e, int64_t m, int64_t n, int32_t acc) {
 // hoists all products of a block first and spills them (measured 1.8x slower).
 #define BITOPS_PIN(v) asm("" : "+x"(v))
 
-// acc += 4-product sums of codes (unsigned) x x (signed), in int32 lanes: the
-// EVEX (AVX-512 VL + VNNI) vpdpbusd on ymm. Written as asm so that this AVX2
-// translation unit needs no AVX-512 target; only the "cpu-avx512vnni" table,
-// chosen after cpuid, reaches it. Exact: a lane adds K / 8 products of at most
-// 2 * 128 in magnitude, |lane| <= 2^21 * 2^8 = 2^29 for the largest K.
-inline void add_dpbusd(__m256i& acc, __m256i codes, __m256i x) {
-  asm("%{evex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(codes), "x"(x));
-}
-
 // Block b of NR weight rows against MR rows of x: mac(i, j, codes, x) for each
 // of the 4 runs of 32 weights. With kCheck, seen collects the decoder's
 // bad_codes over the raw weight bytes.
@@ -125,35 +117,26 @@ __attribute__((always_inline)) inline void block_products(const Dec& dec, const 
 // With kCheck, bad collects the decoder's bad_codes over the raw weight bytes,
 // masked with `check` once at the end (AND distributes over OR).
 // pf: nullptr, or memory to prefetch at pf_step bytes per block.
-template <class Dec, int MR, int NR, bool kCheck, bool kVnni>
-inline void dot_blocks_i8(const Dec& dec, const int8_t* const* x, const uint8_t* const* w, int64_t blocks,
-                          __m256i (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr,
-                          int64_t pf_step = 0) {
+template <class Dec, int MR, int NR, bool kCheck>
+inline void dot_blocks_maddubs(const Dec& dec, const int8_t* const* x, const uint8_t* const* w, int64_t blocks,
+                               __m256i (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr,
+                               int64_t pf_step = 0) {
   __m256i seen = _mm256_setzero_si256();
-  if constexpr (kVnni) {
-    for (int64_t b = 0; b < blocks; ++b) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t b0 = 0; b0 < blocks; b0 += kFlushBlocks) {
+    const int64_t b1 = b0 + kFlushBlocks < blocks ? b0 + kFlushBlocks : blocks;
+    __m256i part[MR][NR];
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) part[i][j] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; ++b) {
       if (pf) prefetch_span(pf + b * pf_step, pf_step);
       block_products<Dec, MR, NR, kCheck>(dec, x, w, b, seen, [&](int i, int j, __m256i c, __m256i xv) {
-        add_dpbusd(acc[i][j], c, xv);
+        part[i][j] = _mm256_add_epi16(part[i][j], _mm256_maddubs_epi16(c, xv));
+        BITOPS_PIN(part[i][j]);
       });
     }
-  } else {
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    for (int64_t b0 = 0; b0 < blocks; b0 += kFlushBlocks) {
-      const int64_t b1 = b0 + kFlushBlocks < blocks ? b0 + kFlushBlocks : blocks;
-      __m256i part[MR][NR];
-      for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) part[i][j] = _mm256_setzero_si256();
-      for (int64_t b = b0; b < b1; ++b) {
-        if (pf) prefetch_span(pf + b * pf_step, pf_step);
-        block_products<Dec, MR, NR, kCheck>(dec, x, w, b, seen, [&](int i, int j, __m256i c, __m256i xv) {
-          part[i][j] = _mm256_add_epi16(part[i][j], _mm256_maddubs_epi16(c, xv));
-          BITOPS_PIN(part[i][j]);
-        });
-      }
-      for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(part[i][j], ones16));
-    }
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(part[i][j], ones16));
   }
   if (kCheck) bad = _mm256_or_si256(bad, _mm256_and_si256(seen, check));
 }
@@ -187,16 +170,17 @@ inline void dot_blocks_f32(const Dec& dec, const float* const* x, const uint8_t*
 
 // What the int8 and the float paths differ in: the accumulator, the block
 // product, each row's correction term and how a finished sum is stored.
-template <bool V>
-struct PathI8 {
-  static constexpr bool kVnni = V;
+// kPackedRows: row_block hands whole rows of x to Path::packed_rows instead of
+// tiling them (only the AVX-512 set's ternary path, avx512_dot.h, does).
+struct PathMaddubs {
+  static constexpr bool kPackedRows = false;
   using Scalar = int8_t;
   using Acc = __m256i;
   static Acc zero() { return _mm256_setzero_si256(); }
   template <class Dec, int MR, int NR, bool kCheck>
   static void dot(const Dec& dec, const int8_t* const* x, const uint8_t* const* w, int64_t blocks,
                   Acc (&acc)[MR][NR], __m256i check, __m256i& bad, const uint8_t* pf = nullptr, int64_t pf_step = 0) {
-    dot_blocks_i8<Dec, MR, NR, kCheck, kVnni>(dec, x, w, blocks, acc, check, bad, pf, pf_step);
+    dot_blocks_maddubs<Dec, MR, NR, kCheck>(dec, x, w, blocks, acc, check, bad, pf, pf_step);
   }
   static int64_t row_sum(const int8_t* x, int64_t k) { return row_sum_i8(x, k); }  // dot = sum(code * x) - sum(x)
   template <class Dec>
@@ -206,7 +190,7 @@ struct PathI8 {
 };
 
 struct PathF32 {
-  static constexpr bool kVnni = false;
+  static constexpr bool kPackedRows = false;
   using Scalar = float;
   using Acc = __m256;
   static Acc zero() { return _mm256_setzero_ps(); }
@@ -260,31 +244,10 @@ bool tile(const Dec& dec, const Rows<typename Path::Scalar, MR>& r, const uint8_
   return true;
 }
 
-// MR rows of int8 x against packed ternary rows [n0, n1) with the VNNI kernels
-// (vnni_kernels.h), which read the packed bytes without decoding them. They
-// always look for code 3: a masked block costs 2 more ops for it, not a pass.
-template <class Dec, int MR>
-bool rows_vnni(const Rows<int8_t, MR>& r, const uint8_t* w, int64_t k, int64_t m, int64_t n0, int64_t n1,
-               const Epilogue& e) {
-  const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
-  alignas(32) uint8_t keep[32];
-  if (rem) _mm256_store_si256(reinterpret_cast<__m256i*>(keep), Dec::check_mask(rem));
-  constexpr int64_t kRowsPerCall = 512 / MR;
-  int64_t dots[kRowsPerCall * MR];
-  for (int64_t n = n0; n < n1; n += kRowsPerCall) {
-    const int64_t nr = n1 - n < kRowsPerCall ? n1 - n : kRowsPerCall;
-    if (!vnni::ternary_rows_codes(w + n * rb, rb, nr, n1 - n, r.x, r.tail, MR, full, rem ? keep : nullptr, dots))
-      return false;
-    for (int64_t j = 0; j < nr; ++j)
-      for (int i = 0; i < MR; ++i) store_int(e, m + i, n + j, static_cast<int32_t>(dots[j * MR + i] - r.sum[i]));
-  }
-  return true;
-}
-
 // Rows [m, m + MR) of x against weight rows [n0, n1).
 template <class Path, class Dec, int MR, int NR>
-bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0,
-          int64_t n1, bool check, const Epilogue& e) {
+bool row_block(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, int64_t m, int64_t n0,
+               int64_t n1, bool check, const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
   Rows<typename Path::Scalar, MR> r;
   for (int i = 0; i < MR; ++i) {
@@ -293,7 +256,7 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
     for (int64_t c = 0; c < kBlock; ++c) r.pad[i][c] = c < rem ? r.x[i][full * kBlock + c] : 0;
     r.tail[i] = r.pad[i];
   }
-  if constexpr (Path::kVnni && Dec::kVnniPacked) return rows_vnni<Dec, MR>(r, w, k, m, n0, n1, e);
+  if constexpr (Path::kPackedRows) return Path::template packed_rows<Dec, MR>(r, w, k, m, n0, n1, e);
   int64_t n = n0;
   for (; n + NR <= n1; n += NR)
     if (!tile<Path, Dec, MR, NR>(dec, r, w, rb, k, m, n, n1, check, e)) return false;
@@ -305,7 +268,7 @@ bool rows(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
 // Weight rows per panel of tile t: as many as fit in kPanelBytes of L2 (at
 // least 8), for the rows of x to reuse. One row of x reuses nothing, so it
 // walks the whole tile as one panel (one prefetch stream, no remainder rows).
-inline int64_t panel_rows(int64_t row_bytes, const Tile& t) {
+inline int64_t rows_per_panel(int64_t row_bytes, const Tile& t) {
   if (t.m1 - t.m0 == 1) return t.n1 - t.n0;
   return kPanelBytes / row_bytes > 8 ? kPanelBytes / row_bytes : 8;
 }
@@ -314,7 +277,7 @@ inline int64_t panel_rows(int64_t row_bytes, const Tile& t) {
 // Code 3 is looked for on the first pass over each panel only.
 template <class Path, class Dec>
 bool gemm(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
-  const int64_t panel = panel_rows(Dec::row_bytes(k), t);
+  const int64_t panel = rows_per_panel(Dec::row_bytes(k), t);
   for (int64_t p0 = t.n0; p0 < t.n1; p0 += panel) {
     const int64_t p1 = p0 + panel < t.n1 ? p0 + panel : t.n1;
     for (int64_t m = t.m0; m < t.m1;) {
@@ -322,28 +285,22 @@ bool gemm(const Dec& dec, const typename Path::Scalar* x, const uint8_t* w, int6
       const bool check = m == t.m0;
       bool ok;
       if (left >= 4) {
-        ok = rows<Path, Dec, 4, 2>(dec, x, w, k, m, p0, p1, check, e);
+        ok = row_block<Path, Dec, 4, 2>(dec, x, w, k, m, p0, p1, check, e);
         m += 4;
       } else if (left == 3) {
-        ok = rows<Path, Dec, 3, 2>(dec, x, w, k, m, p0, p1, check, e);
+        ok = row_block<Path, Dec, 3, 2>(dec, x, w, k, m, p0, p1, check, e);
         m += 3;
       } else if (left == 2) {
-        ok = rows<Path, Dec, 2, 2>(dec, x, w, k, m, p0, p1, check, e);
+        ok = row_block<Path, Dec, 2, 2>(dec, x, w, k, m, p0, p1, check, e);
         m += 2;
       } else {
-        ok = rows<Path, Dec, 1, 4>(dec, x, w, k, m, p0, p1, check, e);
+        ok = row_block<Path, Dec, 1, 4>(dec, x, w, k, m, p0, p1, check, e);
         m += 1;
       }
       if (!ok) return false;
     }
   }
   return true;
-}
-
-template <class Dec>
-bool gemm_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
-             bool vnni = false) {
-  return vnni ? gemm<PathI8<true>>(dec, xq, w, k, t, e) : gemm<PathI8<false>>(dec, xq, w, k, t, e);
 }
 
 template <class Dec>
@@ -354,4 +311,4 @@ bool gemm_f32(const Dec& dec, const float* x, const uint8_t* w, int64_t k, Tile 
 #undef BITOPS_PIN
 
 }  // namespace
-}  // namespace bitops::cpu::avx2
+}  // namespace bitops::cpu::ymm

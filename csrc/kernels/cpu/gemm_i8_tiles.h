@@ -13,19 +13,18 @@
 // (M = 512, K = N = 4096, one thread) that went from 78 ms to 68 ms over the
 // 3 x 4 kernel, whose 4 code vectors did not fit and were reloaded per row.
 //
-// Include only from an avx2_*.cpp, after avx2_dot.h (same rules).
+// The decoding and the blocking are shared by the AVX2 and the AVX-512 sets; the
+// inner kernel over a decoded panel is a policy: MaddubsPanel below (AVX2), or
+// the AVX-512 set's DpbusdPanel (avx512_dot.h).
+//
+// Include only after dot_tiles.h (same rules).
 #pragma once
 
-namespace bitops::cpu::avx2 {
+namespace bitops::cpu::ymm {
 namespace {
 
 constexpr int64_t kPanelRows = 64;        // decoded: 64 rows x K bytes (256 KiB at K = 4096)
-constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (avx2_dot.h) wins
-// With AVX-512 VNNI on packed ternary, the masked few-row kernel (no decode at
-// all) wins below this. Measured here in one process, calls paired: 2x faster
-// cold than decoding on the fly at M = 2-4, 1.03-1.3x faster than the decoded
-// GEMM at M = 8, even at 16-32 and 5-14% slower at 48-63.
-constexpr int64_t kDecodedMinRowsVnniPacked = 16;
+constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (dot_tiles.h) wins
 constexpr int kGemmMR = 4, kGemmNR = 3;
 // int16 partial sums over 16 blocks = 64 vpmaddubsw per lane, each in [-512, 508]
 // (codes <= 2, x in [-128, 127]): every running sum stays in [-32768, 32512].
@@ -88,9 +87,10 @@ inline void dot_codes(const uint8_t* const* c, const int8_t* const* x, int64_t b
 // noinline: inlined into a caller with live decoder constants, GCC spilled the
 // 12 accumulators (measured 1.6x slower in the binary kernel).
 template <int MR>
-__attribute__((noinline)) void panel_rows(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
-                const int64_t* sums, int64_t k, int64_t m, int64_t m0, int64_t p0, int64_t scale, const Epilogue& e,
-                __m256i* acc /* [np][MR] */) {
+__attribute__((noinline)) void maddubs_panel_rows(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq,
+                                                  const int8_t* tails, const int64_t* sums, int64_t k, int64_t m,
+                                                  int64_t m0, int64_t p0, int64_t scale, const Epilogue& e,
+                                                  __m256i* acc /* [np][MR] */) {
   const int64_t full = k / kBlock, blocks = kp / kBlock;
   for (int64_t a = 0; a < np * MR; ++a) acc[a] = _mm256_setzero_si256();
   const int8_t* x[MR];
@@ -135,41 +135,38 @@ __attribute__((noinline)) void panel_rows(const uint8_t* codes, int64_t kp, int6
       store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * hsum_epi32(acc[j * MR + i]) - sums[m + i - m0]));
 }
 
-// The decoded panel against rows [m, m + mr) of x with the AVX-512 VNNI kernel
-// (vnni_kernels.h), then the same epilogue as panel_rows.
-inline void panel_rows_vnni(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
-                            const int64_t* sums, int64_t k, int64_t m, int mr, int64_t m0, int64_t p0, int64_t scale,
-                            const Epilogue& e) {
-  const int8_t* x[vnni::kMaxRows];
-  const int8_t* xt[vnni::kMaxRows];
-  for (int i = 0; i < mr; ++i) {
-    x[i] = xq + (m + i) * k;
-    xt[i] = tails + (m + i - m0) * kBlock;
+// The AVX2 inner kernel over a decoded panel: rows of x kGemmMR at a time, then
+// one at a time, the int32 tile sums in `acc` (kScratchBytes of the allocation).
+struct MaddubsPanel {
+  static constexpr int64_t kScratchBytes = kPanelRows * kGemmMR * 32;
+  static void run(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
+                  const int64_t* sums, int64_t k, Tile t, int64_t p0, int64_t scale, const Epilogue& e, __m256i* acc) {
+    int64_t m = t.m0;
+    for (; m + kGemmMR <= t.m1; m += kGemmMR)
+      maddubs_panel_rows<kGemmMR>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, scale, e, acc);
+    for (; m < t.m1; ++m) maddubs_panel_rows<1>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, scale, e, acc);
   }
-  int64_t dots[kPanelRows * vnni::kMaxRows];
-  vnni::panel_dots(codes, kp, np, x, xt, k / kBlock, mr, dots);
-  for (int64_t j = 0; j < np; ++j)
-    for (int i = 0; i < mr; ++i)
-      store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * dots[j * mr + i] - sums[m + i - m0]));
-}
+};
 
-// vnni: use the AVX-512 VNNI inner kernel (only from the "cpu-avx512vnni" table).
-template <class Dec>
-bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
-                     bool vnni) {
+// Decodes each panel of weight rows once, then runs Panel (MaddubsPanel, or the
+// AVX-512 set's DpbusdPanel) over it for every row of x. Path: the decode-on-the-fly
+// path of the same set, used when the allocation fails.
+template <class Path, class Panel, class Dec>
+bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e) {
   const int64_t rb = Dec::row_bytes(k), full = k / kBlock, rem = k % kBlock;
-  const int64_t kp = (full + (rem ? 1 : 0)) * kBlock, rows = t.m1 - t.m0;
-  // One allocation: decoded panel, zero-padded x tails, x row sums, int32 tile
-  // sums (the AVX2 inner kernel's only: the VNNI one keeps them in registers).
-  const int64_t codes_bytes = kPanelRows * kp, tails_bytes = (rows * kBlock + 63) / 64 * 64;
-  const int64_t sums_bytes = (rows * 8 + 63) / 64 * 64, acc_bytes = vnni ? 0 : kPanelRows * kGemmMR * 32;
+  const int64_t kp = (full + (rem ? 1 : 0)) * kBlock, mrows = t.m1 - t.m0;
+  // One allocation: decoded panel, zero-padded x tails, x row sums, and the
+  // inner kernel's scratch (the AVX2 one's int32 tile sums; the VNNI one keeps
+  // them in registers and needs none).
+  const int64_t codes_bytes = kPanelRows * kp, tails_bytes = (mrows * kBlock + 63) / 64 * 64;
+  const int64_t sums_bytes = (mrows * 8 + 63) / 64 * 64, acc_bytes = Panel::kScratchBytes;
   uint8_t* mem = static_cast<uint8_t*>(std::aligned_alloc(64, codes_bytes + tails_bytes + sums_bytes + acc_bytes));
-  if (!mem) return gemm_i8(dec, xq, w, k, t, e, vnni);  // no memory: the path that needs none
+  if (!mem) return gemm<Path>(dec, xq, w, k, t, e);  // no memory: the path that needs none
   uint8_t* codes = mem;
   int8_t* tails = reinterpret_cast<int8_t*>(mem + codes_bytes);
   int64_t* sums = reinterpret_cast<int64_t*>(mem + codes_bytes + tails_bytes);
   __m256i* acc = reinterpret_cast<__m256i*>(mem + codes_bytes + tails_bytes + sums_bytes);
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < mrows; ++r) {
     const int8_t* x = xq + (t.m0 + r) * k;
     sums[r] = row_sum_i8(x, k);
     for (int64_t c = 0; c < kBlock; ++c) tails[r * kBlock + c] = c < rem ? x[full * kBlock + c] : 0;
@@ -179,30 +176,20 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
     const int64_t np = p0 + kPanelRows < t.n1 ? kPanelRows : t.n1 - p0;
     ok = decode_panel(dec, w, rb, k, p0, p0 + np, codes);
     if (!ok) break;
-    int64_t m = t.m0;
-    if (vnni) {
-      for (; m < t.m1; m += vnni::kMaxRows) {
-        const int mr = t.m1 - m < vnni::kMaxRows ? static_cast<int>(t.m1 - m) : vnni::kMaxRows;
-        panel_rows_vnni(codes, kp, np, xq, tails, sums, k, m, mr, t.m0, p0, Dec::kScale, e);
-      }
-      continue;
-    }
-    for (; m + kGemmMR <= t.m1; m += kGemmMR)
-      panel_rows<kGemmMR>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
-    for (; m < t.m1; ++m) panel_rows<1>(codes, kp, np, xq, tails, sums, k, m, t.m0, p0, Dec::kScale, e, acc);
+    Panel::run(codes, kp, np, xq, tails, sums, k, t, p0, Dec::kScale, e, acc);
   }
   std::free(mem);
   return ok;
 }
 
-// The int8 entry point: decode once per panel for many rows, on the fly for few.
-template <class Dec>
+// The int8 entry point: decode once per panel from decoded_min rows of x on,
+// on the fly (Path) for fewer.
+template <class Path, class Panel, class Dec>
 bool linear_i8(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t k, Tile t, const Epilogue& e,
-               bool vnni = false) {
-  const int64_t decoded_min = vnni && Dec::kVnniPacked ? kDecodedMinRowsVnniPacked : kDecodedMinRows;
-  if (t.m1 - t.m0 >= decoded_min) return gemm_i8_decoded(dec, xq, w, k, t, e, vnni);
-  return gemm_i8(dec, xq, w, k, t, e, vnni);
+               int64_t decoded_min = kDecodedMinRows) {
+  if (t.m1 - t.m0 >= decoded_min) return gemm_i8_decoded<Path, Panel>(dec, xq, w, k, t, e);
+  return gemm<Path>(dec, xq, w, k, t, e);
 }
 
 }  // namespace
-}  // namespace bitops::cpu::avx2
+}  // namespace bitops::cpu::ymm
