@@ -1,6 +1,6 @@
 """bitops: 1-bit and 1.58-bit (ternary) neural network ops for PyTorch.
 
-Quantize, pack, and multiply with packed weights on native CPU (AVX2) and CUDA
+Quantize, pack, and multiply with packed weights on native CPU (AVX-512 VNNI, AVX2, portable) and CUDA
 kernels; train with straight-through estimators. See README.md and DESIGN.md.
 """
 

@@ -1,6 +1,6 @@
 """The pure-torch oracle: every op of bitops in plain, obviously correct torch.
 
-Every native kernel (CPU scalar, AVX2, CUDA) is tested against these functions,
+Every native kernel (CPU scalar, AVX2, AVX-512 VNNI, CUDA) is tested against these functions,
 bit-exactly wherever the math is integer, and bitops falls back to them when its
 extension cannot be loaded. The formulas are those of DESIGN.md section 1; the
 packed layouts are defined in ``csrc/kernels/layout.h`` and mirrored here.
