@@ -1,5 +1,6 @@
 // CPU implementations of the bitops ops: argument checks, allocation and
-// threading (at::parallel_for over output tiles); the math is in kernels/cpu.
+// threading (at::parallel_for over output tiles, or row chunks for packing);
+// the math is in kernels/cpu.
 #include <ATen/Parallel.h>
 #include <atomic>
 #include "checks.h"
@@ -110,23 +111,65 @@ at::Tensor check_weights_2d(const at::Tensor& wq) {
   return wq.contiguous();
 }
 
+const cpu::PackTable& P() { return cpu::active_pack_kernels(); }
+
+// Packing streams bytes: a chunk of rows touches at least ~1 MiB (about 100 µs at memory
+// speed, far above the cost of waking a thread), so small matrices stay on one thread.
+constexpr int64_t kPackChunkBytes = int64_t(1) << 20;
+
+// Runs fn(n0, n1) over rows [0, n) in chunks of at least kPackChunkBytes handed out from
+// an atomic counter (as for_tiles, so a thread on a busy core takes fewer). fn returns a
+// position of its first bad row's value, or -1; the result is the smallest over all
+// chunks, the same as one pass in row order would report. Chunks that start after a bad
+// position already found are skipped: they cannot hold a smaller one.
+template <class F>
+int64_t first_bad_over_rows(int64_t n, int64_t bytes_per_row, int64_t pos_per_row, F&& fn) {
+  if (n == 0) return -1;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t grain = std::max<int64_t>(1, kPackChunkBytes / std::max<int64_t>(1, bytes_per_row));
+  const int64_t rows = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
+  const int64_t chunks = (n + rows - 1) / rows;
+  if (chunks == 1 || threads == 1) return fn(int64_t(0), n);
+  std::atomic<int64_t> next{0}, best{-1};
+  at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < chunks; c = next++) {
+      const int64_t n0 = c * rows, b = best.load();
+      if (b >= 0 && n0 * pos_per_row > b) continue;
+      const int64_t bad = fn(n0, std::min(n, n0 + rows));
+      if (bad < 0) continue;
+      int64_t cur = best.load();
+      while ((cur < 0 || bad < cur) && !best.compare_exchange_weak(cur, bad)) {
+      }
+    }
+  });
+  return best.load();
+}
+
 at::Tensor pack_ternary(const at::Tensor& wq_in) {
   auto wq = check_weights_2d(wq_in);
-  const int64_t n = wq.size(0), k = wq.size(1);
-  auto packed = at::empty({n, ternary_row_bytes(k)}, wq.options().dtype(at::kByte));
-  const int64_t bad = cpu::pack_ternary(wq.data_ptr<int8_t>(), k, 0, n, packed.data_ptr<uint8_t>());
+  const int64_t n = wq.size(0), k = wq.size(1), rb = ternary_row_bytes(k);
+  auto packed = at::empty({n, rb}, wq.options().dtype(at::kByte));
+  const int8_t* src = wq.data_ptr<int8_t>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  const int64_t bad = first_bad_over_rows(n, k + rb, k, [&](int64_t n0, int64_t n1) {
+    return P().pack_ternary(src, k, n0, n1, dst);
+  });
   TORCH_CHECK_VALUE(bad < 0, "bitops: wq must hold only -1, 0 and 1 to be packed as ternary, found ",
-              bad < 0 ? 0 : int(wq.data_ptr<int8_t>()[bad]), " at row ", bad / k, ", column ", bad % k);
+              bad < 0 ? 0 : int(src[bad]), " at row ", bad / k, ", column ", bad % k);
   return packed;
 }
 
 at::Tensor pack_binary(const at::Tensor& wq_in) {
   auto wq = check_weights_2d(wq_in);
-  const int64_t n = wq.size(0), k = wq.size(1);
-  auto packed = at::empty({n, binary_row_bytes(k)}, wq.options().dtype(at::kByte));
-  const int64_t bad = cpu::pack_binary(wq.data_ptr<int8_t>(), k, 0, n, packed.data_ptr<uint8_t>());
+  const int64_t n = wq.size(0), k = wq.size(1), rb = binary_row_bytes(k);
+  auto packed = at::empty({n, rb}, wq.options().dtype(at::kByte));
+  const int8_t* src = wq.data_ptr<int8_t>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  const int64_t bad = first_bad_over_rows(n, k + rb, k, [&](int64_t n0, int64_t n1) {
+    return P().pack_binary(src, k, n0, n1, dst);
+  });
   TORCH_CHECK_VALUE(bad < 0, "bitops: wq must hold only -1 and +1 to be packed as binary, found ",
-              bad < 0 ? 0 : int(wq.data_ptr<int8_t>()[bad]), " at row ", bad / k, ", column ", bad % k);
+              bad < 0 ? 0 : int(src[bad]), " at row ", bad / k, ", column ", bad % k);
   return packed;
 }
 
@@ -135,9 +178,13 @@ at::Tensor unpack_ternary(const at::Tensor& packed_in, int64_t k) {
   check_cpu(packed_in, "packed");
   check_packed(packed_in, k, ternary_row_bytes(k), "packed");
   auto packed = packed_in.contiguous();
-  const int64_t n = packed.size(0);
+  const int64_t n = packed.size(0), rb = ternary_row_bytes(k);
   auto wq = at::empty({n, k}, packed.options().dtype(at::kChar));
-  const int64_t bad = cpu::unpack_ternary(packed.data_ptr<uint8_t>(), k, 0, n, wq.data_ptr<int8_t>());
+  const uint8_t* src = packed.data_ptr<uint8_t>();
+  int8_t* dst = wq.data_ptr<int8_t>();
+  const int64_t bad = first_bad_over_rows(n, k + rb, 1, [&](int64_t n0, int64_t n1) {
+    return P().unpack_ternary(src, k, n0, n1, dst);
+  });
   TORCH_CHECK_VALUE(bad < 0, "bitops: packed is corrupt: row ", bad, " holds the invalid 2-bit code 3");
   return wq;
 }
@@ -147,10 +194,38 @@ at::Tensor unpack_binary(const at::Tensor& packed_in, int64_t k) {
   check_cpu(packed_in, "packed");
   check_packed(packed_in, k, binary_row_bytes(k), "packed");
   auto packed = packed_in.contiguous();
-  const int64_t n = packed.size(0);
+  const int64_t n = packed.size(0), rb = binary_row_bytes(k);
   auto wq = at::empty({n, k}, packed.options().dtype(at::kChar));
-  cpu::unpack_binary(packed.data_ptr<uint8_t>(), k, 0, n, wq.data_ptr<int8_t>());
+  const uint8_t* src = packed.data_ptr<uint8_t>();
+  int8_t* dst = wq.data_ptr<int8_t>();
+  first_bad_over_rows(n, k + rb, 1, [&](int64_t n0, int64_t n1) {
+    P().unpack_binary(src, k, n0, n1, dst);
+    return int64_t(-1);
+  });
   return wq;
+}
+
+// -1 when every row is canonical (pack(unpack(row)) == row), else the first row that is not.
+int64_t validate_ternary(const at::Tensor& packed_in, int64_t k) {
+  check_k(k);
+  check_cpu(packed_in, "packed");
+  check_packed(packed_in, k, ternary_row_bytes(k), "packed");
+  auto packed = packed_in.contiguous();
+  const int64_t n = packed.size(0), rb = ternary_row_bytes(k);
+  const uint8_t* src = packed.data_ptr<uint8_t>();
+  return first_bad_over_rows(n, rb, 1, [&](int64_t n0, int64_t n1) { return P().validate_ternary(src, k, n0, n1); });
+}
+
+int64_t validate_binary(const at::Tensor& packed_in, int64_t k) {
+  check_k(k);
+  check_cpu(packed_in, "packed");
+  check_packed(packed_in, k, binary_row_bytes(k), "packed");
+  auto packed = packed_in.contiguous();
+  const int64_t n = packed.size(0), rb = binary_row_bytes(k);
+  const uint8_t* src = packed.data_ptr<uint8_t>();
+  // Only the last 32-byte block of a row is read (its padding); that one line per row is the traffic.
+  const int64_t touched = std::min<int64_t>(rb, 64);
+  return first_bad_over_rows(n, touched, 1, [&](int64_t n0, int64_t n1) { return P().validate_binary(src, k, n0, n1); });
 }
 
 at::Tensor ternary_matmul_int(const at::Tensor& xq_in, const at::Tensor& packed_in, int64_t k) {
@@ -297,6 +372,8 @@ TORCH_LIBRARY_IMPL(bitops, CPU, m) {
   m.impl("unpack_ternary", unpack_ternary);
   m.impl("pack_binary", pack_binary);
   m.impl("unpack_binary", unpack_binary);
+  m.impl("validate_ternary", validate_ternary);
+  m.impl("validate_binary", validate_binary);
   m.impl("ternary_matmul_int", ternary_matmul_int);
   m.impl("binary_matmul_int", binary_matmul_int);
   m.impl("ternary_linear_i8", ternary_linear_i8);

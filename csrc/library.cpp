@@ -56,6 +56,9 @@ TORCH_LIBRARY(bitops, m) {
   m.def("unpack_ternary(Tensor packed, int k) -> Tensor");
   m.def("pack_binary(Tensor wq) -> Tensor");
   m.def("unpack_binary(Tensor packed, int k) -> Tensor");
+  // -1 if packed is in canonical form (pack(unpack(packed)) == packed), else its first bad row.
+  m.def("validate_ternary(Tensor packed, int k) -> int");
+  m.def("validate_binary(Tensor packed, int k) -> int");
   m.def("ternary_matmul_int(Tensor xq, Tensor packed, int k) -> Tensor");
   m.def("binary_matmul_int(Tensor xbits, Tensor wbits, int k) -> Tensor");
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");

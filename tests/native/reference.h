@@ -43,6 +43,21 @@ inline void pack_binary(const int8_t* w, int64_t n, int64_t k, uint8_t* out) {
   }
 }
 
+inline int ternary_code(const uint8_t* row, int64_t i) { return (row[ternary_byte(i)] >> ternary_shift(i)) & 3; }
+
+// Canonical rows (what pack(unpack(row)) gives back): ternary, no code 3 within K and code 1
+// in every padding weight; binary, every padding bit clear.
+inline bool canonical_ternary(const uint8_t* row, int64_t k) {
+  for (int64_t i = 0; i < ternary_row_bytes(k) * 4; ++i)
+    if (i < k ? ternary_code(row, i) == 3 : ternary_code(row, i) != 1) return false;
+  return true;
+}
+inline bool canonical_binary(const uint8_t* row, int64_t k) {
+  for (int64_t i = k; i < binary_row_bytes(k) * 8; ++i)
+    if ((row[i / 8] >> (i % 8)) & 1) return false;
+  return true;
+}
+
 inline bool all_finite(const float* row, int64_t k) {
   for (int64_t i = 0; i < k; ++i)
     if (!std::isfinite(row[i])) return false;

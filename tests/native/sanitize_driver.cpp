@@ -358,47 +358,119 @@ void check_table(const KernelTable& kt, const Problem& p) {
   }
 }
 
-// ---------------------------------------------------------------------------- packing (portable code)
+// ---------------------------------------------------------------------------- packing
 
-void check_packing(const Problem& p) {
+using bitops::cpu::PackTable;
+
+// First row r in [n0, n1) for which pred(r) is false, or -1.
+template <class Pred>
+int64_t first_row_not(int64_t n0, int64_t n1, Pred pred) {
+  for (int64_t r = n0; r < n1; ++r)
+    if (!pred(r)) return r;
+  return -1;
+}
+
+void check_packing(const PackTable& pt, const Problem& p) {
+  const char* tn = pt.name;
   const int64_t n = p.n, k = p.k, rbt = ref::ternary_row_bytes(k), rbb = ref::binary_row_bytes(k);
-  {
+  {  // whole matrix: bit-exact with the reference both ways, and canonical
     Buf<uint8_t> packed(n * rbt);
     Buf<int8_t> back(n * k);
-    const bool ok = bitops::cpu::pack_ternary(p.wt.data(), k, 0, n, packed.data()) == -1 &&
+    const bool ok = pt.pack_ternary(p.wt.data(), k, 0, n, packed.data()) == -1 &&
                     std::memcmp(packed.data(), p.packed_t.data(), n * rbt) == 0 &&
-                    bitops::cpu::unpack_ternary(packed.data(), k, 0, n, back.data()) == -1 &&
-                    std::memcmp(back.data(), p.wt.data(), n * k) == 0;
-    report.check(ok, label("portable", "pack/unpack_ternary", 0, n, k));
+                    pt.unpack_ternary(packed.data(), k, 0, n, back.data()) == -1 &&
+                    std::memcmp(back.data(), p.wt.data(), n * k) == 0 &&
+                    pt.validate_ternary(packed.data(), k, 0, n) == -1;
+    report.check(ok, label(tn, "pack/unpack/validate_ternary", 0, n, k));
   }
   {
     Buf<uint8_t> packed(n * rbb);
     Buf<int8_t> back(n * k);
     Buf<uint8_t> clean(n * rbb);
     ref::pack_binary(p.wb.data(), n, k, clean.data());
-    bitops::cpu::unpack_binary(p.packed_b.data(), k, 0, n, back.data());  // dirty padding is ignored
-    const bool ok = bitops::cpu::pack_binary(p.wb.data(), k, 0, n, packed.data()) == -1 &&
+    pt.unpack_binary(p.packed_b.data(), k, 0, n, back.data());  // dirty padding is ignored
+    const bool ok = pt.pack_binary(p.wb.data(), k, 0, n, packed.data()) == -1 &&
                     std::memcmp(packed.data(), clean.data(), n * rbb) == 0 &&
-                    std::memcmp(back.data(), p.wb.data(), n * k) == 0;
-    report.check(ok, label("portable", "pack/unpack_binary", 0, n, k));
+                    std::memcmp(back.data(), p.wb.data(), n * k) == 0 &&
+                    pt.validate_binary(clean.data(), k, 0, n) == -1 &&
+                    pt.validate_binary(p.packed_b.data(), k, 0, n) ==
+                        first_row_not(0, n, [&](int64_t r) { return ref::canonical_binary(p.packed_b.data() + r * rbb, k); });
+    report.check(ok, label(tn, "pack/unpack/validate_binary", 0, n, k, "(dirty padding)"));
   }
-  {  // values outside the format are found, at the first offending flat index
-    const int64_t at = uniform(0, n * k - 1);
+  {  // a sub-range of rows: only those rows are written
+    const int64_t n0 = uniform(0, n - 1), n1 = uniform(n0 + 1, n);
+    Buf<uint8_t> packed(n * rbt), packed_b(n * rbb);
+    Buf<int8_t> back(n * k), back_b(n * k);
+    std::memset(packed.data(), 0xA7, n * rbt);
+    std::memset(packed_b.data(), 0xA7, n * rbb);
+    std::memset(back.data(), 0x77, n * k);
+    std::memset(back_b.data(), 0x77, n * k);
+    pt.pack_ternary(p.wt.data(), k, n0, n1, packed.data());
+    pt.pack_binary(p.wb.data(), k, n0, n1, packed_b.data());
+    pt.unpack_ternary(p.packed_t.data(), k, n0, n1, back.data());
+    pt.unpack_binary(p.packed_b.data(), k, n0, n1, back_b.data());
+    Buf<uint8_t> clean(n * rbb);
+    ref::pack_binary(p.wb.data(), n, k, clean.data());
+    bool ok = true;
+    for (int64_t r = 0; r < n && ok; ++r) {
+      const bool in = r >= n0 && r < n1;
+      for (int64_t b = 0; b < rbt && ok; ++b) ok = packed[r * rbt + b] == (in ? p.packed_t[r * rbt + b] : 0xA7);
+      for (int64_t b = 0; b < rbb && ok; ++b) ok = packed_b[r * rbb + b] == (in ? clean[r * rbb + b] : 0xA7);
+      for (int64_t i = 0; i < k && ok; ++i) ok = back[r * k + i] == (in ? p.wt[r * k + i] : int8_t(0x77));
+      for (int64_t i = 0; i < k && ok; ++i) ok = back_b[r * k + i] == (in ? p.wb[r * k + i] : int8_t(0x77));
+    }
+    report.check(ok, label(tn, "pack/unpack", 0, n, k, "(row sub-range)"));
+  }
+  {  // values outside the format: the first offending flat index, with a later one too
+    const int64_t at = uniform(0, n * k - 1), later = uniform(at, n * k - 1);
     Buf<int8_t> w(p.wt);
+    w[later] = int8_t(uniform(0, 1) ? -2 : 127);
     w[at] = int8_t(uniform(0, 1) ? 2 : -128);
     Buf<uint8_t> packed(n * rbt);
-    report.check(bitops::cpu::pack_ternary(w.data(), k, 0, n, packed.data()) == at,
-                 label("portable", "pack_ternary", 0, n, k, "(out-of-format value)"));
+    report.check(pt.pack_ternary(w.data(), k, 0, n, packed.data()) == at,
+                 label(tn, "pack_ternary", 0, n, k, "(out-of-format value)"));
     Buf<int8_t> wb(p.wb);
+    wb[later] = int8_t(uniform(0, 1) ? -128 : 2);
     wb[at] = int8_t(uniform(0, 1) ? 0 : 127);
     Buf<uint8_t> packed_b(n * rbb);
-    report.check(bitops::cpu::pack_binary(wb.data(), k, 0, n, packed_b.data()) == at,
-                 label("portable", "pack_binary", 0, n, k, "(out-of-format value)"));
+    report.check(pt.pack_binary(wb.data(), k, 0, n, packed_b.data()) == at,
+                 label(tn, "pack_binary", 0, n, k, "(out-of-format value)"));
+    Buf<int8_t> last(p.wt);  // the very last element
+    last[n * k - 1] = 2;
+    report.check(pt.pack_ternary(last.data(), k, 0, n, packed.data()) == n * k - 1,
+                 label(tn, "pack_ternary", 0, n, k, "(bad last value)"));
+  }
+  {  // code 3 within K: unpack and validate name the first such row
     Buf<uint8_t> bad(p.packed_t);
-    ref::set_ternary_code(bad.data() + (at / k) * rbt, at % k, 3);
+    const int64_t row = uniform(0, n - 1), i = uniform(0, 1) ? k - 1 : uniform(0, k - 1);
+    ref::set_ternary_code(bad.data() + row * rbt, i, 3);
+    if (row + 1 < n) ref::set_ternary_code(bad.data() + (n - 1) * rbt, uniform(0, k - 1), 3);
     Buf<int8_t> back(n * k);
-    report.check(bitops::cpu::unpack_ternary(bad.data(), k, 0, n, back.data()) == at / k,
-                 label("portable", "unpack_ternary", 0, n, k, "(code 3)"));
+    report.check(pt.unpack_ternary(bad.data(), k, 0, n, back.data()) == row,
+                 label(tn, "unpack_ternary", 0, n, k, "(code 3)"));
+    report.check(pt.validate_ternary(bad.data(), k, 0, n) == row, label(tn, "validate_ternary", 0, n, k, "(code 3)"));
+  }
+  if (k % 128 != 0) {  // a padding weight off code 1: unpack ignores it, validate flags it
+    Buf<uint8_t> dirty(p.packed_t);
+    const int64_t row = uniform(0, n - 1);
+    const int off_codes[] = {0, 2, 3};
+    ref::set_ternary_code(dirty.data() + row * rbt, uniform(k, rbt * 4 - 1), off_codes[uniform(0, 2)]);
+    const int64_t want = first_row_not(0, n, [&](int64_t r) { return ref::canonical_ternary(dirty.data() + r * rbt, k); });
+    Buf<int8_t> back(n * k);
+    const bool ok = pt.unpack_ternary(dirty.data(), k, 0, n, back.data()) == -1 &&
+                    std::memcmp(back.data(), p.wt.data(), n * k) == 0 && want == row &&
+                    pt.validate_ternary(dirty.data(), k, 0, n) == want;
+    report.check(ok, label(tn, "unpack/validate_ternary", 0, n, k, "(bad code in the padding)"));
+  }
+  {  // random bytes: validate == the reference's canonical test, on every sub-range start
+    Buf<uint8_t> junk(n * rbt), junk_b(n * rbb);
+    for (int64_t i = 0; i < n * rbt; ++i) junk[i] = uniform(0, 3) ? p.packed_t[i] : uint8_t(uniform(0, 255));
+    for (int64_t i = 0; i < n * rbb; ++i) junk_b[i] = uniform(0, 7) ? p.packed_b[i] : uint8_t(uniform(0, 255));
+    const int64_t n0 = uniform(0, n - 1);
+    const int64_t want = first_row_not(n0, n, [&](int64_t r) { return ref::canonical_ternary(junk.data() + r * rbt, k); });
+    const int64_t want_b = first_row_not(n0, n, [&](int64_t r) { return ref::canonical_binary(junk_b.data() + r * rbb, k); });
+    report.check(pt.validate_ternary(junk.data(), k, n0, n) == want && pt.validate_binary(junk_b.data(), k, n0, n) == want_b,
+                 label(tn, "validate_*", 0, n, k, "(random bytes)"));
   }
 }
 
@@ -445,6 +517,8 @@ int main(int argc, char** argv) {
   std::printf("sanitize: seed %llu, tables:", (unsigned long long)seed);
   for (auto* t : tables) std::printf(" %s", t->name);
   std::printf("%s\n", bitops::cpu::avx2_kernels() ? "" : " (no AVX2 set compiled in)");
+  std::vector<const bitops::cpu::PackTable*> pack_tables{&bitops::cpu::scalar_pack_kernels()};
+  if (bitops::cpu::avx2_pack_kernels() && cpu_has_avx2()) pack_tables.push_back(bitops::cpu::avx2_pack_kernels());
 
   // Ragged K around every block size (32, 64, 128, 256 and wider words), tiny and odd M and N.
   const int64_t ks[] = {1,   2,   3,   4,   5,   7,   8,   9,   15,  16,  17,   31,   32,   33,   63,  64,
@@ -455,7 +529,7 @@ int main(int argc, char** argv) {
   const int64_t ns[] = {1, 1, 2, 3, 5, 8, 17, 33, 64, 65};
   auto run = [&](int64_t k) {
     const Problem p(ms[uniform(0, std::size(ms) - 1)], ns[uniform(0, std::size(ns) - 1)], k);
-    check_packing(p);
+    for (auto* t : pack_tables) check_packing(*t, p);
     for (auto* t : tables) check_table(*t, p);
   };
   for (int64_t k : ks)
@@ -468,6 +542,11 @@ int main(int argc, char** argv) {
     check_table(*t, Problem(1, 257, 7));
     check_table(*t, Problem(67, 129, 1100));
     check_k_limit(*t);
+  }
+  for (auto* t : pack_tables) {  // many rows, and rows of one weight
+    check_packing(*t, Problem(0, 257, 7));
+    check_packing(*t, Problem(0, 300, 1));
+    check_packing(*t, Problem(0, 129, 2560));
   }
 
   std::printf("sanitize: %lld cases, %lld failures\n", (long long)report.cases, (long long)report.failures);

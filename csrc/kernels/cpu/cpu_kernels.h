@@ -53,12 +53,41 @@ const KernelTable* avx512vnni_kernels();  // nullptr when not compiled in
 // portable), capped by the environment variable BITOPS_ISA=avx2 or =scalar.
 const KernelTable& active_kernels();
 
-// Packing (not on the hot path: portable code only). Rows [n0, n1) of an [N, K] int8 tensor.
-// pack_* return the flat index of the first value outside the format, or -1.
+// Packing, unpacking and validation of the formats in layout.h, rows [n0, n1) of
+// an [N, K] matrix. The portable functions below are the fallback and the oracle
+// of the vectorised ones (avx2_pack.cpp); the glue calls them through PackTable.
+// pack_* return the flat index (n * K + i) of the first value outside the format, or -1.
 int64_t pack_ternary(const int8_t* wq, int64_t k, int64_t n0, int64_t n1, uint8_t* packed);
 int64_t pack_binary(const int8_t* wq, int64_t k, int64_t n0, int64_t n1, uint8_t* packed);
 // unpack_ternary returns the first row holding code 3 within K, or -1.
 int64_t unpack_ternary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
 void unpack_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
+// validate_* return the first row not in canonical form (exactly: pack(unpack(row)) != row),
+// or -1. Ternary: no code 3 among the first K weights and code 1 in every padding weight;
+// binary: every padding bit (index >= K) clear.
+int64_t validate_ternary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1);
+int64_t validate_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1);
+
+using PackFn = int64_t (*)(const int8_t* wq, int64_t k, int64_t n0, int64_t n1, uint8_t* packed);
+using UnpackTernaryFn = int64_t (*)(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
+using UnpackBinaryFn = void (*)(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
+using ValidateFn = int64_t (*)(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1);
+
+// Kept apart from KernelTable: the pack kernels exist for the portable and the AVX2 sets
+// only (the AVX-512 VNNI set packs with AVX2), and every result is bit-identical across them.
+struct PackTable {
+  const char* name;  // "cpu-avx2" or "cpu-scalar"
+  PackFn pack_ternary;
+  UnpackTernaryFn unpack_ternary;
+  PackFn pack_binary;
+  UnpackBinaryFn unpack_binary;
+  ValidateFn validate_ternary;
+  ValidateFn validate_binary;
+};
+
+const PackTable& scalar_pack_kernels();    // pack.cpp
+const PackTable* avx2_pack_kernels();      // avx2_pack.cpp; nullptr when not compiled in
+// The AVX2 set whenever active_kernels() is not the portable one (same cpuid, same BITOPS_ISA cap).
+const PackTable& active_pack_kernels();
 
 }  // namespace bitops::cpu

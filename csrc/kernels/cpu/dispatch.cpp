@@ -34,4 +34,10 @@ const KernelTable& active_kernels() {
   return table;
 }
 
+const PackTable& active_pack_kernels() {
+  static const PackTable& table =
+      (&active_kernels() == &scalar_kernels() || !avx2_pack_kernels()) ? scalar_pack_kernels() : *avx2_pack_kernels();
+  return table;
+}
+
 }  // namespace bitops::cpu

@@ -1,4 +1,5 @@
-// Packing and unpacking of the formats in layout.h (portable; not on the hot path).
+// Packing, unpacking and validation of the formats in layout.h: the portable
+// versions, one weight at a time (the fallback, and the oracle of avx2_pack.cpp).
 #include <cstring>
 #include "cpu_kernels.h"
 
@@ -52,6 +53,32 @@ void unpack_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int
   const int64_t rb = binary_row_bytes(k);
   for (int64_t n = n0; n < n1; ++n)
     for (int64_t i = 0; i < k; ++i) wq[n * k + i] = binary_bit_at(packed + n * rb, i) ? 1 : -1;
+}
+
+int64_t validate_ternary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1) {
+  const int64_t rb = ternary_row_bytes(k);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = packed + n * rb;
+    for (int64_t i = 0; i < rb * 4; ++i) {
+      const int code = ternary_code_at(row, i);
+      if (i < k ? code == kTernaryBadCode : code != kTernaryZeroCode) return n;
+    }
+  }
+  return -1;
+}
+
+int64_t validate_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1) {
+  const int64_t rb = binary_row_bytes(k);
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t i = k; i < rb * 8; ++i)
+      if (binary_bit_at(packed + n * rb, i)) return n;
+  return -1;
+}
+
+const PackTable& scalar_pack_kernels() {
+  static const PackTable table{"cpu-scalar", pack_ternary,     unpack_ternary, pack_binary,
+                               unpack_binary, validate_ternary, validate_binary};
+  return table;
 }
 
 }  // namespace bitops::cpu
