@@ -36,8 +36,6 @@ __all__ = [
     "binary_linear",
     "ternary_row_bytes",
     "binary_row_bytes",
-    "validate_ternary",
-    "validate_binary",
 ]
 
 
@@ -310,39 +308,6 @@ def validate_binary(packed: torch.Tensor, k: int) -> int:
     _check_k(k)
     _check_packed(packed, k, binary_row_bytes(k))
     return _first_true_row(_binary_bits(packed)[:, k:].any(dim=1))
-
-
-def _first_true(bad: torch.Tensor) -> int:
-    """Index of the first True of a 1-D bool tensor, or -1 (one device sync)."""
-    if bad.numel() == 0:
-        return -1
-    first = int(torch.argmax(bad.to(torch.uint8)))
-    return first if bool(bad[first]) else -1
-
-
-def validate_ternary(packed: torch.Tensor, k: int) -> int:
-    """-1 if ``packed`` is canonical, else the index of its first row that is not.
-
-    Canonical means ``pack_ternary(unpack_ternary(row)) == row``: no code 3 among the first K
-    weights of a row, and code 1 (weight 0) in every padding weight.
-    """
-    _check_k(k)
-    _check_packed(packed, k, ternary_row_bytes(k))
-    n = packed.shape[0]
-    shifts = torch.tensor([6, 4, 2, 0], dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
-    codes = ((packed.reshape(n, packed.shape[1] // 32, 1, 32) >> shifts) & 3).reshape(n, packed.shape[1] * 4)
-    bad = (codes[:, :k] == 3).any(dim=1) | (codes[:, k:] != 1).any(dim=1)
-    return _first_true(bad)
-
-
-def validate_binary(packed: torch.Tensor, k: int) -> int:
-    """-1 if ``packed`` is canonical (every padding bit, index >= K, is 0), else its first bad row."""
-    _check_k(k)
-    _check_packed(packed, k, binary_row_bytes(k))
-    n = packed.shape[0]
-    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
-    bits = ((packed[:, :, None] >> shifts) & 1).reshape(n, packed.shape[1] * 8)
-    return _first_true(bits[:, k:].any(dim=1))
 
 
 # --------------------------------------------------------------------------- matmuls

@@ -17,14 +17,12 @@ from ._native import LOADED
 
 __all__ = ["validate_packed", "first_bad_row"]
 
-_NATIVE = LOADED and hasattr(torch.ops.bitops, "validate_ternary")  # TODO(merge): always
-
 
 def first_bad_row(kind: str, qdata: torch.Tensor, k: int) -> int:
     """Index of the first row that is not in canonical form, or -1."""
     if qdata.numel() == 0 or qdata.device.type == "meta":
         return -1
-    if _NATIVE and qdata.is_cpu:
+    if LOADED and qdata.is_cpu:
         op = torch.ops.bitops.validate_ternary if kind == "ternary" else torch.ops.bitops.validate_binary
         return int(op(qdata, k))
     check = ref.validate_ternary if kind == "ternary" else ref.validate_binary
