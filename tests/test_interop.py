@@ -78,3 +78,20 @@ def test_transformers_bitlinear_output_matches_bitops():
     # an activation by one quantization step: allow one step of one activation per output.
     step = gamma.item() * x.abs().amax(dim=-1, keepdim=True) / 127
     assert ((y_ours - y_theirs).abs() <= 1.01 * step + 1e-6).all()
+
+
+def test_interop_follows_the_error_policy():
+    """Wrong dtypes raise TypeError, wrong shapes and values ValueError, as everywhere in bitops."""
+    with pytest.raises(TypeError, match="int8"):
+        interop.hf_bitnet_pack(torch.zeros(8, 5))
+    with pytest.raises(ValueError, match="2-D"):
+        interop.hf_bitnet_pack(torch.zeros(8, dtype=torch.int8))
+    with pytest.raises(TypeError, match="uint8"):
+        interop.hf_bitnet_unpack(torch.zeros(2, 5, dtype=torch.int8), 8)
+    with pytest.raises(TypeError, match="weight_scale"):
+        interop.ternary_from_hf_bitnet(torch.zeros(2, 5, dtype=torch.uint8) + 0x55, torch.ones(1, dtype=torch.int32), 8)
+    per_row = bitops.pack_ternary(torch.zeros(4, 5, dtype=torch.int8), torch.ones(4))
+    with pytest.raises(ValueError, match="one weight scale per tensor"):
+        interop.ternary_to_hf_bitnet(per_row)
+    with pytest.raises(ValueError, match="no scale"):
+        interop.ternary_to_hf_bitnet(bitops.pack_ternary(torch.zeros(4, 5, dtype=torch.int8)))
