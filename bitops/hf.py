@@ -1,0 +1,111 @@
+"""Hugging Face transformers BitNet models onto bitops kernels, in one call.
+
+    model = transformers.AutoModelForCausalLM.from_pretrained("microsoft/bitnet-b1.58-2B-4T")
+    bitops.hf.convert(model)        # in place; returns the model
+
+Every transformers BitNet layer (``transformers/integrations/bitnet.py``) becomes a
+:class:`bitops.nn.PackedBitLinear`:
+
+* ``BitLinear`` (the offline-packed checkpoint format of the 2B4T model): its 2-bit weights are
+  re-packed into bitops' layout and its ``weight_scale`` becomes gamma = 1 / weight_scale;
+* ``AutoBitLinear`` with ``online_quant=True``: its latent float weights are quantized once
+  (absmean, as transformers' ``WeightQuant``);
+* ``AutoBitLinear`` offline: its weights hold the ternary values in float; gamma = weight_scale;
+* ``use_rms_norm=True``: the layer's RMSNorm (with its configured eps) runs before the
+  activation quantizer, as in transformers.
+
+Layers are converted one at a time and the transformers module is dropped at once, so peak memory
+stays near the model's size; the model's quantizer is detached so nothing re-unpacks. transformers
+is imported only when :func:`convert` runs (``pip install bitops[hf]``), never by ``import bitops``.
+
+Numerics: each converted layer computes bitops' exact integer math (DESIGN.md section 1). It
+differs from transformers' float path in two known ways: transformers computes the activation
+scale as ``127 * reciprocal(max|x|)`` where bitops divides (one ulp apart for about a quarter of
+inputs, which can move one activation by one int8 step), and in bf16 transformers quantizes in
+bf16 where bitops quantizes in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import interop, ops
+from .nn import PackedBitLinear
+
+__all__ = ["convert", "bitnet_layer_kinds"]
+
+
+def _bitnet_module():
+    try:
+        from transformers.integrations import bitnet
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("bitops.hf needs transformers: pip install 'bitops[hf]'") from exc
+    return bitnet
+
+
+def bitnet_layer_kinds() -> tuple[type, ...]:
+    """The transformers classes :func:`convert` replaces."""
+    bitnet = _bitnet_module()
+    return (bitnet.BitLinear, bitnet.AutoBitLinear)
+
+
+def _norm_of(layer) -> nn.RMSNorm | None:
+    hf_norm = getattr(layer, "rms_norm", None)
+    if hf_norm is None:
+        return None
+    weight = hf_norm.weight.detach()
+    eps = getattr(hf_norm, "variance_epsilon", getattr(hf_norm, "eps", 1e-6))
+    norm = nn.RMSNorm(layer.in_features, eps=eps, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+    return norm.requires_grad_(False)
+
+
+def _packed_of(layer, bitnet):
+    """(PackedWeight with gamma, bias) of one transformers BitNet layer."""
+    bias = None if layer.bias is None else layer.bias.detach()
+    if isinstance(layer, bitnet.BitLinear):
+        return interop.ternary_from_hf_bitnet(layer.weight, layer.weight_scale, layer.out_features), bias
+    weight = layer.weight.detach()
+    if getattr(layer, "online_quant", False):
+        wq, gamma = ops.ternary_quantize(weight)
+        return ops.pack_ternary(wq, gamma), bias
+    # offline AutoBitLinear: y = (Q(x) @ W.T + b) * weight_scale with W already ternary
+    wq = weight.round().clamp(-1, 1)
+    if not torch.equal(wq, weight):
+        raise ValueError("bitops.hf.convert: an offline AutoBitLinear holds weights outside {-1, 0, 1}")
+    gamma = layer.weight_scale.detach().float().reshape(())
+    if bias is not None:
+        bias = (bias.float() * gamma).to(bias.dtype)
+    return ops.pack_ternary(wq.to(torch.int8), gamma), bias
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replaces every transformers BitNet layer of ``model`` with a bitops PackedBitLinear, in place.
+
+    Returns the model. A model without BitNet layers raises ValueError (nothing would run on
+    bitops' kernels). The converted model saves and loads with :mod:`bitops.checkpoint`.
+    """
+    bitnet = _bitnet_module()
+    kinds = (bitnet.BitLinear, bitnet.AutoBitLinear)
+    sites = [
+        (parent, name, child)
+        for _, parent in model.named_modules()
+        for name, child in list(parent._modules.items())
+        if isinstance(child, kinds)
+    ]
+    if not sites and not isinstance(model, kinds):
+        raise ValueError("bitops.hf.convert: the model has no transformers BitNet layers (BitLinear, AutoBitLinear)")
+    if isinstance(model, kinds):
+        packed, bias = _packed_of(model, bitnet)
+        return PackedBitLinear.from_packed(packed, bias, 8, _norm_of(model))
+    done: dict[int, PackedBitLinear] = {}  # shared layers stay shared
+    for parent, name, layer in sites:
+        if id(layer) not in done:
+            packed, bias = _packed_of(layer, bitnet)
+            done[id(layer)] = PackedBitLinear.from_packed(packed, bias, 8, _norm_of(layer)).eval()
+        setattr(parent, name, done[id(layer)])  # the transformers module (and its buffers) goes now
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None  # its hooks would re-unpack weights bitops already holds
+    return model

@@ -1,0 +1,118 @@
+"""bitops.hf.convert: transformers BitNet layers and models onto bitops kernels."""
+
+import pytest
+import torch
+
+import bitops
+from bitops import reference as ref
+from bitops.nn import PackedBitLinear
+
+hf_bitnet = pytest.importorskip("transformers.integrations.bitnet")
+transformers = pytest.importorskip("transformers")
+
+
+def _offline_layer(n, k, seed, bias=False, use_rms_norm=False):
+    g = torch.Generator().manual_seed(seed)
+    layer = hf_bitnet.BitLinear(k, n, bias=bias, device="cpu", dtype=torch.float32, use_rms_norm=use_rms_norm,
+                                rms_norm_eps=1e-5)
+    wq = torch.randint(-1, 2, (n, k), generator=g, dtype=torch.int8)
+    with torch.no_grad():
+        layer.weight.copy_(hf_bitnet.pack_weights(wq.clone()))
+        layer.weight_scale.copy_(torch.tensor([2.5]))
+        if bias:
+            layer.bias.copy_(torch.randn(n, generator=g))
+        if use_rms_norm:
+            layer.rms_norm.weight.copy_(torch.rand(k, generator=g) + 0.5)
+    return layer, wq
+
+
+def _one_step(gamma, xn):
+    return gamma * xn.abs().amax(dim=-1, keepdim=True) / 127
+
+
+@pytest.mark.parametrize("bias,use_rms_norm", [(False, False), (True, False), (False, True)])
+def test_offline_bitlinear_converts_exactly(bias, use_rms_norm):
+    layer, wq = _offline_layer(24, 200, 1, bias, use_rms_norm)
+    x = torch.randn(5, 200, generator=torch.Generator().manual_seed(2))
+    with torch.compiler.set_stance("force_eager"):
+        want_hf = layer(x)
+    converted = bitops.hf.convert(layer)
+    assert isinstance(converted, PackedBitLinear) and converted.packed.shape == (24, 200)
+    assert torch.equal(converted.packed.unpack(), wq)
+    gamma = torch.tensor(1 / 2.5)
+    xn = x if not use_rms_norm else torch.nn.functional.rms_norm(x, (200,), layer.rms_norm.weight, 1e-5)
+    # bit for bit bitops' exact math on the same operands
+    want = ref.ternary_linear(xn, ref.pack_ternary(wq), gamma, None if not bias else layer.bias)
+    assert torch.equal(converted(x), want)
+    # and transformers' float path up to one int8 step of one activation per output (its 127 * 1/amax)
+    assert ((converted(x) - want_hf).abs() <= 1.01 * _one_step(gamma, xn) + 1e-5).all()
+
+
+def test_online_autobitlinear_quantizes_its_latent_weights_once():
+    torch.manual_seed(0)
+    layer = hf_bitnet.AutoBitLinear(96, 16, bias=True, online_quant=True)
+    x = torch.randn(3, 96)
+    with torch.compiler.set_stance("force_eager"):
+        want_hf = layer(x)
+    converted = bitops.hf.convert(layer)
+    wq, gamma = bitops.ternary_quantize(layer.weight.detach())
+    assert torch.equal(converted.packed.unpack(), wq)
+    y = converted(x)
+    assert torch.equal(y, ref.ternary_linear(x, ref.pack_ternary(wq), gamma, layer.bias.detach()))
+    assert ((y - want_hf).abs() <= 1.01 * _one_step(gamma, x) + 1e-4).all()
+
+
+def _tiny_bitnet(seed=0):
+    torch.manual_seed(seed)
+    config = transformers.BitNetConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                       tie_word_embeddings=True)
+    model = transformers.BitNetForCausalLM(config).eval()
+    hf_bitnet.replace_with_bitnet_linear(model, modules_to_not_convert=["lm_head"])
+    g = torch.Generator().manual_seed(seed + 1)
+    for module in model.modules():  # the replaced layers are on meta: give them packed random weights
+        if isinstance(module, hf_bitnet.BitLinear):
+            wq = torch.randint(-1, 2, (module.out_features, module.in_features), generator=g, dtype=torch.int8)
+            module.weight = hf_bitnet.pack_weights(wq.clone())
+            module.weight_scale = torch.rand(1, generator=g) * 10 + 20  # gamma ~ 0.04
+            module.dtype = torch.float32
+    return model
+
+
+def test_whole_bitnet_model_logits_and_greedy_tokens_agree_with_transformers(tmp_path):
+    model = _tiny_bitnet()
+    ids = torch.randint(0, 96, (1, 12), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+        want = model(ids).logits
+        want_tokens = model.generate(ids, max_new_tokens=6, do_sample=False)
+    bitops.hf.convert(model)
+    assert not any(isinstance(m, hf_bitnet.BitLinear) for m in model.modules())
+    assert sum(isinstance(m, PackedBitLinear) for m in model.modules()) == 2 * 7
+    with torch.no_grad():
+        got = model(ids).logits
+        got_tokens = model.generate(ids, max_new_tokens=6, do_sample=False)
+    cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+    assert cos >= 0.999, float(cos)
+    assert torch.equal(got_tokens, want_tokens)
+    # the converted model saves and loads bit for bit
+    path = tmp_path / "bitnet.safetensors"
+    bitops.checkpoint.save(model, str(path))
+    fresh = bitops.hf.convert(_tiny_bitnet(seed=3))
+    bitops.checkpoint.load(fresh, str(path))
+    with torch.no_grad():
+        assert torch.equal(fresh(ids).logits, got)
+
+
+def test_a_model_without_bitnet_layers_is_refused():
+    with pytest.raises(ValueError, match="no transformers BitNet layers"):
+        bitops.hf.convert(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
+def test_import_bitops_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, bitops; assert 'transformers' not in sys.modules and 'accelerate' not in sys.modules"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "BITOPS_QUIET": "1"})
+    assert run.returncode == 0, run.stderr
