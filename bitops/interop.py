@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import ops
+from ._native import LOADED
 from .packed import PackedWeight, unwrap
 
 __all__ = ["ternary_to_hf_bitnet", "ternary_from_hf_bitnet", "hf_bitnet_pack", "hf_bitnet_unpack"]
@@ -78,6 +79,10 @@ def ternary_from_hf_bitnet(weight: torch.Tensor, weight_scale: torch.Tensor, out
         raise TypeError(f"bitops: weight_scale must be a float tensor, got {getattr(weight_scale, 'dtype', type(weight_scale).__name__)}")
     if weight_scale.numel() != 1:
         raise ValueError(f"bitops: weight_scale must hold one value, got shape {tuple(weight_scale.shape)}")
+    gamma = (1.0 / weight_scale.float()).reshape(()).to(weight.device)
+    if LOADED and isinstance(weight, torch.Tensor) and weight.is_cpu and weight.dtype == torch.uint8:
+        # one streaming pass, HF layout -> bitops layout, no int8 matrix in between
+        qdata = torch.ops.bitops.pack_ternary_from_hf(weight, out_features)
+        return PackedWeight._trusted("ternary", qdata, weight.shape[1], gamma)
     wq = hf_bitnet_unpack(weight, out_features)
-    gamma = (1.0 / weight_scale.float()).reshape(())
-    return ops.pack_ternary(wq, gamma.to(wq.device))
+    return ops.pack_ternary(wq, gamma)

@@ -244,6 +244,10 @@ if LOADED:
     def _(wq):
         return wq.new_empty((wq.shape[0], ref.binary_row_bytes(wq.shape[1])), dtype=torch.uint8)
 
+    @torch.library.register_fake("bitops::pack_ternary_from_hf")
+    def _(weight, out_features):
+        return weight.new_empty((out_features, ref.ternary_row_bytes(weight.shape[1])), dtype=torch.uint8)
+
     @torch.library.register_fake("bitops::unpack_ternary")
     def _(packed, k):
         return packed.new_empty((packed.shape[0], k), dtype=torch.int8)

@@ -145,6 +145,28 @@ int64_t first_bad_over_rows(int64_t n, int64_t bytes_per_row, int64_t pos_per_ro
   return best.load();
 }
 
+// transformers BitNet weight [ceil(N/4), K] -> bitops packed [N, ternary_row_bytes(K)].
+at::Tensor pack_ternary_from_hf(const at::Tensor& hf_in, int64_t n) {
+  check_cpu(hf_in, "weight");
+  check_dtype(hf_in, at::kByte, "weight");
+  TORCH_CHECK_VALUE(hf_in.dim() == 2, "bitops: weight must be 2-D [ceil(N/4), K], got shape ", hf_in.sizes());
+  const int64_t rows = hf_in.size(0), k = hf_in.size(1);
+  check_k(k);
+  TORCH_CHECK_VALUE(n >= 1 && (rows - 1) * 4 < n && n <= rows * 4, "bitops: weight has ", rows,
+                    " rows, which cannot hold out_features=", n);
+  auto hf = hf_in.contiguous();
+  const int64_t rb = ternary_row_bytes(k);
+  auto packed = at::empty({n, rb}, hf.options());
+  const uint8_t* src = hf.data_ptr<uint8_t>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  const int64_t bad = first_bad_over_rows(n, k + rb, 1, [&](int64_t n0, int64_t n1) {
+    return cpu::pack_ternary_from_hf(src, rows, k, n0, n1, dst);
+  });
+  TORCH_CHECK_VALUE(bad < 0, "bitops: packed HF BitNet weights are corrupt: output row ", bad,
+                    " holds the invalid code 3");
+  return packed;
+}
+
 at::Tensor pack_ternary(const at::Tensor& wq_in) {
   auto wq = check_weights_2d(wq_in);
   const int64_t n = wq.size(0), k = wq.size(1), rb = ternary_row_bytes(k);
@@ -369,6 +391,7 @@ TORCH_LIBRARY_IMPL(bitops, CPU, m) {
   m.impl("quantize_activations", quantize_activations);
   m.impl("binarize_activations", binarize_activations);
   m.impl("pack_ternary", pack_ternary);
+  m.impl("pack_ternary_from_hf", pack_ternary_from_hf);
   m.impl("unpack_ternary", unpack_ternary);
   m.impl("pack_binary", pack_binary);
   m.impl("unpack_binary", unpack_binary);

@@ -53,6 +53,7 @@ TORCH_LIBRARY(bitops, m) {
   m.def("quantize_activations(Tensor x) -> (Tensor, Tensor)");
   m.def("binarize_activations(Tensor x) -> (Tensor, Tensor)");
   m.def("pack_ternary(Tensor wq) -> Tensor");
+  m.def("pack_ternary_from_hf(Tensor weight, int out_features) -> Tensor");
   m.def("unpack_ternary(Tensor packed, int k) -> Tensor");
   m.def("pack_binary(Tensor wq) -> Tensor");
   m.def("unpack_binary(Tensor packed, int k) -> Tensor");

@@ -24,6 +24,7 @@ def op_cases():
         (o.quantize_activations, (x,)),
         (o.binarize_activations, (x,)),
         (o.pack_ternary, (wq,)),
+        (o.pack_ternary_from_hf, (bitops.interop.hf_bitnet_pack(wq), N)),
         (o.unpack_ternary, (packed, K)),
         (o.pack_binary, (wb,)),
         (o.unpack_binary, (packed_b, K)),

@@ -1,6 +1,8 @@
 """Hugging Face transformers BitNet interop: the packing, the scale convention, a real layer."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import bitops
@@ -95,3 +97,21 @@ def test_interop_follows_the_error_policy():
         interop.ternary_to_hf_bitnet(per_row)
     with pytest.raises(ValueError, match="no scale"):
         interop.ternary_to_hf_bitnet(bitops.pack_ternary(torch.zeros(4, 5, dtype=torch.int8)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 700), seed=st.integers(0, 2**31))
+def test_native_hf_transcoding_equals_the_torch_path(n, k, seed):
+    """ternary_from_hf_bitnet repacks the HF layout natively (one pass): the same bytes as
+    unpacking to int8 and packing, for any N (not only multiples of 4) and K (ragged blocks)."""
+    g = torch.Generator().manual_seed(seed)
+    wq = torch.randint(-1, 2, (n, k), generator=g, dtype=torch.int8)
+    hf = interop.hf_bitnet_pack(wq)
+    got = interop.ternary_from_hf_bitnet(hf, torch.tensor([2.0]), n)
+    assert torch.equal(got.qdata, bitops.reference.pack_ternary(wq).qdata)
+    assert torch.equal(got.unpack(), wq)
+    bad = hf.clone()
+    row = int(torch.randint(0, n, (1,), generator=g))
+    bad[row % bad.shape[0], int(torch.randint(0, k, (1,), generator=g))] |= 3 << (2 * (row // bad.shape[0]))
+    with pytest.raises(ValueError, match="corrupt"):
+        interop.ternary_from_hf_bitnet(bad, torch.tensor([2.0]), n)

@@ -61,6 +61,9 @@ int64_t pack_ternary(const int8_t* wq, int64_t k, int64_t n0, int64_t n1, uint8_
 int64_t pack_binary(const int8_t* wq, int64_t k, int64_t n0, int64_t n1, uint8_t* packed);
 // unpack_ternary returns the first row holding code 3 within K, or -1.
 int64_t unpack_ternary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
+// transformers' BitNet packing (uint8 [ceil(N/4), K], output row i*R + r in bits 2i+1:2i of row r)
+// -> rows [n0, n1) of the ternary layout; returns the first row holding code 3, or -1 (pack.cpp).
+int64_t pack_ternary_from_hf(const uint8_t* hf, int64_t rows_hf, int64_t k, int64_t n0, int64_t n1, uint8_t* packed);
 void unpack_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1, int8_t* wq);
 // validate_* return the first row not in canonical form (exactly: pack(unpack(row)) != row),
 // or -1. Ternary: no code 3 among the first K weights and code 1 in every padding weight;

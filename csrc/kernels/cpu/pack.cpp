@@ -82,3 +82,46 @@ const PackTable& scalar_pack_kernels() {
 }
 
 }  // namespace bitops::cpu
+
+namespace bitops::cpu {
+
+// transformers' BitNet packing (the 2B4T checkpoints): hf is uint8 [R, K], R = ceil(N / 4);
+// bits 2i+1:2i of hf[r, k] hold the code (w + 1) of output row i * R + r. Rows [n0, n1) are
+// written in the layout of layout.h directly (no int8 matrix in between). Within a block,
+// byte j gathers weights j, j+32, j+64, j+96: four contiguous runs of the source row, so the
+// loop over j vectorizes. Returns the first row holding code 3 within K, or -1.
+int64_t pack_ternary_from_hf(const uint8_t* hf, int64_t rows_hf, int64_t k, int64_t n0, int64_t n1,
+                             uint8_t* packed) {
+  const int64_t rb = ternary_row_bytes(k);
+  const int64_t full_blocks = k / kTernaryBlockWeights;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* src = hf + (n % rows_hf) * k;
+    const int shift = 2 * static_cast<int>(n / rows_hf);
+    uint8_t* dst = packed + n * rb;
+    uint8_t bad = 0;
+    for (int64_t b = 0; b < full_blocks; ++b) {
+      const uint8_t* s = src + b * kTernaryBlockWeights;
+      uint8_t* d = dst + b * kTernaryBlockBytes;
+      for (int j = 0; j < 32; ++j) {
+        const uint8_t c0 = (s[j] >> shift) & 3, c1 = (s[j + 32] >> shift) & 3;
+        const uint8_t c2 = (s[j + 64] >> shift) & 3, c3 = (s[j + 96] >> shift) & 3;
+        bad |= (c0 & (c0 >> 1)) | (c1 & (c1 >> 1)) | (c2 & (c2 >> 1)) | (c3 & (c3 >> 1));
+        d[j] = static_cast<uint8_t>((c0 << 6) | (c1 << 4) | (c2 << 2) | c3);
+      }
+    }
+    if (full_blocks * kTernaryBlockWeights < k) {  // the last, partial block: padding is code 1
+      std::memset(dst + full_blocks * kTernaryBlockBytes, 0x55, kTernaryBlockBytes);
+      for (int64_t i = full_blocks * kTernaryBlockWeights; i < k; ++i) {
+        const uint8_t c = (src[i] >> shift) & 3;
+        bad |= c & (c >> 1);
+        uint8_t& byte = dst[ternary_byte_index(i)];
+        const int sh = ternary_shift(i);
+        byte = static_cast<uint8_t>((byte & ~(3 << sh)) | (c << sh));
+      }
+    }
+    if (bad & 1) return n;
+  }
+  return -1;
+}
+
+}  // namespace bitops::cpu
