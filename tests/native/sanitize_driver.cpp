@@ -472,6 +472,20 @@ void check_packing(const PackTable& pt, const Problem& p) {
     report.check(pt.validate_ternary(junk.data(), k, n0, n) == want && pt.validate_binary(junk_b.data(), k, n0, n) == want_b,
                  label(tn, "validate_*", 0, n, k, "(random bytes)"));
   }
+  if (n > 0) {  // transformers' BitNet layout (output row i*R + r in bits 2i+1:2i of row r) -> ours
+    const int64_t rows = (n + 3) / 4;
+    Buf<uint8_t> hf(rows * k), packed(n * rbt);
+    for (int64_t i = 0; i < rows * k; ++i) hf[i] = 0;
+    for (int64_t row = 0; row < n; ++row)
+      for (int64_t c = 0; c < k; ++c)
+        hf[(row % rows) * k + c] |= uint8_t((p.wt[row * k + c] + 1) << (2 * (row / rows)));
+    bool ok = bitops::cpu::pack_ternary_from_hf(hf.data(), rows, k, 0, n, packed.data()) == -1;
+    for (int64_t i = 0; ok && i < n * rbt; ++i) ok = packed[i] == p.packed_t[i];
+    const int64_t bad_row = uniform(0, n - 1);
+    hf[(bad_row % rows) * k + uniform(0, k - 1)] |= uint8_t(3 << (2 * (bad_row / rows)));
+    ok = ok && bitops::cpu::pack_ternary_from_hf(hf.data(), rows, k, 0, n, packed.data()) == bad_row;
+    report.check(ok, label(tn, "pack_ternary_from_hf", 0, n, k));
+  }
 }
 
 // The int32 limit: K = kMaxK with every product +128 (xq = -128, w = -1) must still be exact.
