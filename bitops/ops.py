@@ -163,13 +163,12 @@ _LINEAR_OPS = {
 _NATIVE_LINEAR = {key: getattr(torch.ops.bitops, name).default for key, name in _LINEAR_OPS.items()} if LOADED else {}
 
 
-def _explain(kind, x, qdata, scale, bias, scale_name):
-    """After the dispatcher refused the call: the error a user can act on (or None)."""
+def _explain(x, qdata, scale, bias, scale_name) -> None:
+    """After the dispatcher refused the call: raise the error a user can act on, if there is one."""
     for t, name in ((x, "x"), (qdata, "packed"), (scale, scale_name), (bias, "bias")):
         if t is not None:
             _check_tensor(t, name)
     _native_for(x, qdata, scale, bias)  # raises on mixed devices or a device without kernels
-    return None
 
 
 def linear(kind: str, x, packed, scale, bias, act_bits, in_features, scale_name: str):
@@ -195,7 +194,7 @@ def linear(kind: str, x, packed, scale, bias, act_bits, in_features, scale_name:
         with _below_autograd():  # no graph to record: skip the autograd layer (~6 us a call)
             return op(x, qdata, scale, bias)
     except NotImplementedError:  # the dispatcher found no kernel: a layout or device problem
-        _explain(kind, x, qdata, scale, bias, scale_name)
+        _explain(x, qdata, scale, bias, scale_name)
         raise
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import ops
 from .config import check_config
-from .packed import LAYOUT_VERSION, PackedWeight, check_scale
+from .packed import LAYOUT_VERSION, PackedWeight
 from .packed import row_bytes as packed_row_bytes
 from .validate import first_bad_row
 
@@ -139,8 +139,6 @@ class PackedBitLinear(nn.Module):
                 raise ValueError(f"bitops: the PackedWeight holds {packed.kind} weights with in_features="
                                  f"{packed.in_features}, not {kind} with in_features={in_features}")
             packed = packed.qdata
-        if isinstance(packed, torch.Tensor) and isinstance(scale, torch.Tensor):
-            check_scale(scale, packed.shape[0] if packed.dim() == 2 else -1, packed.device, "scale")
         return cls.from_packed(PackedWeight(kind, packed, in_features, scale), bias, act_bits, norm)
 
     @property

@@ -219,13 +219,8 @@ def test_gradients_follow_the_input_dtype_and_skip_constant_inputs():
         assert not bitops.ternary_linear(x, packed).requires_grad
 
 
-_FALLBACK_SCRIPT = r"""
-import json, sys, torch
-sys.modules["bitops._C"] = None  # as if the extension were not built
-import bitops
-assert bitops.backend() == "reference"
-out = {}
-for kind, act_bits in %s:
+def _fallback_case(kind, act_bits):
+    """Output and gradients of one public linear op on fixed inputs (run here and in the fallback)."""
     g = torch.Generator().manual_seed(5)
     w = torch.randn(7, 130, generator=g)
     x = (torch.randn(4, 130, generator=g) * 1.5).requires_grad_()
@@ -235,30 +230,31 @@ for kind, act_bits in %s:
     op = bitops.ternary_linear if kind == "ternary" else bitops.binary_linear
     y = op(x, p(wq, scale), bias=b, act_bits=act_bits)
     gx, gb = torch.autograd.grad(y, (x, b), torch.ones_like(y))
-    out[f"{kind}-{act_bits}"] = [y.tolist(), gx.tolist(), gb.tolist()]
-print(json.dumps(out))
+    return y.detach(), gx, gb
+
+
+_FALLBACK_SCRIPT = r"""
+import json, sys
+sys.modules["bitops._C"] = None  # as if the extension were not built
+sys.path.insert(0, %r)
+import bitops
+from tests.test_packed_weight import CONFIGS, _fallback_case
+assert bitops.backend() == "reference"
+print(json.dumps({f"{k}-{a}": [t.tolist() for t in _fallback_case(k, a)] for k, a in CONFIGS}))
 """
 
 
 @pytest.mark.skipif(bitops.backend() == "reference", reason="compares the fallback with the native kernels")
 def test_fallback_gives_the_native_values_and_gradients():
     env = dict(os.environ, BITOPS_QUIET="1")
-    run = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT % repr(CONFIGS)], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT % ROOT], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stderr
     fallback = json.loads(run.stdout.strip().splitlines()[-1])
     for kind, act_bits in CONFIGS:
-        g = torch.Generator().manual_seed(5)
-        w = torch.randn(7, 130, generator=g)
-        x = (torch.randn(4, 130, generator=g) * 1.5).requires_grad_()
-        b = torch.randn(7, generator=g).requires_grad_()
-        q, p = (bitops.ternary_quantize, bitops.pack_ternary) if kind == "ternary" else (bitops.binary_quantize, bitops.pack_binary)
-        wq, scale = q(w)
-        op = bitops.ternary_linear if kind == "ternary" else bitops.binary_linear
-        y = op(x, p(wq, scale), bias=b, act_bits=act_bits)
-        gx, gb = torch.autograd.grad(y, (x, b), torch.ones_like(y))
+        y, gx, gb = _fallback_case(kind, act_bits)
         fy, fgx, fgb = (torch.tensor(v) for v in fallback[f"{kind}-{act_bits}"])
         tol = dict(rtol=0, atol=0) if act_bits is not None else dict(rtol=1e-5, atol=1e-5)  # float sums: other order
-        torch.testing.assert_close(y.detach(), fy, **tol)
+        torch.testing.assert_close(y, fy, **tol)
         torch.testing.assert_close(gx, fgx, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(gb, fgb, rtol=1e-6, atol=1e-6)
