@@ -33,7 +33,7 @@ from torch import nn
 from . import interop, ops
 from .nn import PackedBitLinear
 
-__all__ = ["convert", "bitnet_layer_kinds"]
+__all__ = ["convert", "fuse_norms", "bitnet_layer_kinds"]
 
 
 def _bitnet_module():
@@ -81,11 +81,61 @@ def _packed_of(layer, bitnet):
     return ops.pack_ternary(wq.to(torch.int8), gamma), bias
 
 
-def convert(model: nn.Module) -> nn.Module:
+def _as_rms_norm(hf_norm, k: int) -> nn.RMSNorm:
+    norm = nn.RMSNorm(k, eps=hf_norm.variance_epsilon, device=hf_norm.weight.device, dtype=torch.float32)
+    with torch.no_grad():
+        norm.weight.copy_(hf_norm.weight.detach())  # bf16 -> float32 is exact
+    return norm.requires_grad_(False)
+
+
+def _norm_sites(model):
+    """(parent, norm attribute, the converted layers that alone read that norm's output) of each
+    RMSNorm in transformers' BitNet decoder layers: input_layernorm -> q/k/v,
+    post_attention_layernorm -> gate/up, attn_sub_norm -> o_proj, ffn_sub_norm -> down_proj."""
+    try:
+        from transformers.models.bitnet import modeling_bitnet as mb
+    except ImportError:  # pragma: no cover - a transformers without BitNet models
+        return
+    for layer in model.modules():
+        if type(layer) is not mb.BitNetDecoderLayer:  # a subclass may read the norms elsewhere
+            continue
+        attn, mlp = layer.self_attn, layer.mlp
+        if type(attn) is not mb.BitNetAttention or type(mlp) is not mb.BitNetMLP:
+            continue
+        yield layer, "input_layernorm", (attn.q_proj, attn.k_proj, attn.v_proj)
+        yield attn, "attn_sub_norm", (attn.o_proj,)
+        yield layer, "post_attention_layernorm", (mlp.gate_proj, mlp.up_proj)
+        yield mlp, "ffn_sub_norm", (mlp.down_proj,)
+
+
+def fuse_norms(model: nn.Module) -> int:
+    """Moves each RMSNorm of transformers' BitNet decoder layers into the bitops layers that read
+    its output, where the kernel normalizes, quantizes and multiplies in one call (the norm
+    becomes ``nn.Identity``). Returns how many norms moved. :func:`convert` calls it."""
+    from transformers.models.bitnet import modeling_bitnet as mb
+
+    moved = 0
+    for parent, name, readers in _norm_sites(model):
+        hf_norm = getattr(parent, name)
+        if type(hf_norm) is not mb.BitNetRMSNorm:
+            continue
+        if not all(isinstance(r, PackedBitLinear) and r.norm is None for r in readers):
+            continue
+        for reader in readers:
+            reader.norm = _as_rms_norm(hf_norm, reader.in_features)
+        setattr(parent, name, nn.Identity())
+        moved += 1
+    return moved
+
+
+def convert(model: nn.Module, fuse: bool = True) -> nn.Module:
     """Replaces every transformers BitNet layer of ``model`` with a bitops PackedBitLinear, in place.
 
     Returns the model. A model without BitNet layers raises ValueError (nothing would run on
     bitops' kernels). The converted model saves and loads with :mod:`bitops.checkpoint`.
+    ``fuse=True`` also moves the RMSNorms of transformers' BitNet decoder layers into the
+    layers that read them (:func:`fuse_norms`): one kernel call normalizes, quantizes and
+    multiplies, and the norm runs in float32 instead of rounding to the model's dtype first.
     """
     bitnet = _bitnet_module()
     kinds = (bitnet.BitLinear, bitnet.AutoBitLinear)
@@ -108,4 +158,6 @@ def convert(model: nn.Module) -> nn.Module:
         setattr(parent, name, done[id(layer)])  # the transformers module (and its buffers) goes now
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None  # its hooks would re-unpack weights bitops already holds
+    if fuse:
+        fuse_norms(model)
     return model

@@ -39,6 +39,7 @@ binary_quantize = ref.binary_quantize
 
 _below_autograd = torch._C._AutoDispatchBelowAutograd
 _is_compiling = torch.compiler.is_compiling
+below_autograd, is_compiling = _below_autograd, _is_compiling
 
 
 def _native_for(*tensors) -> bool:
@@ -163,6 +164,16 @@ _LINEAR_OPS = {
 _NATIVE_LINEAR = {key: getattr(torch.ops.bitops, name).default for key, name in _LINEAR_OPS.items()} if LOADED else {}
 
 
+def native_linear_ops() -> dict:
+    """{(kind, act_bits): the native op's default overload}; empty without the extension."""
+    return dict(_NATIVE_LINEAR)
+
+
+def native_op(name: str):
+    """torch.ops.bitops.<name>.default, or None without the extension."""
+    return getattr(torch.ops.bitops, name).default if LOADED else None
+
+
 def _explain(x, qdata, scale, bias, scale_name) -> None:
     """After the dispatcher refused the call: raise the error a user can act on, if there is one."""
     for t, name in ((x, "x"), (qdata, "packed"), (scale, scale_name), (bias, "bias")):
@@ -264,6 +275,10 @@ if LOADED:
         return xbits.new_empty(_lead(xbits, wbits.shape[0]), dtype=torch.int32)
 
     def _linear_fake(x, packed, scale, bias):
+        return x.new_empty(_lead(x, packed.shape[0]))
+
+    @torch.library.register_fake("bitops::ternary_linear_i8_norm")
+    def _(x, packed, scale, bias, norm_weight, eps):
         return x.new_empty(_lead(x, packed.shape[0]))
 
     for _name in ("ternary_linear_i8", "ternary_linear_f", "binary_linear_i8", "binary_linear_f", "binary_linear_b1"):

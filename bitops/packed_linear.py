@@ -14,12 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
+from . import reference as ref
 from .config import check_config
 from .packed import LAYOUT_VERSION, PackedWeight
 from .packed import row_bytes as packed_row_bytes
 from .validate import first_bad_row
 
 __all__ = ["PackedBitLinear", "make_norm", "normalize_input", "check_input"]
+
+_INFERENCE_OPS = ops.native_linear_ops()
+_TERNARY_I8 = _INFERENCE_OPS.get(("ternary", 8))
+_TERNARY_I8_NORM = ops.native_op("ternary_linear_i8_norm")
 
 STATE_FORMAT = "bitops.PackedBitLinear"
 STATE_VERSION = 1
@@ -34,11 +39,16 @@ def make_norm(in_features: int, device=None, dtype=None) -> nn.RMSNorm:
     return nn.RMSNorm(in_features, eps=NORM_EPS, device=device, dtype=dtype)
 
 
+def norm_eps(norm: nn.RMSNorm) -> float:
+    return norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps  # nn.RMSNorm's default
+
+
 def normalize_input(norm: nn.RMSNorm | None, x: torch.Tensor) -> torch.Tensor:
-    """RMSNorm in float32 (the kernels quantize in float32 anyway, so no bf16 rounding in between)."""
+    """RMSNorm in float32 (bitops.reference.rms_norm, what the fused kernel computes): the kernels
+    quantize in float32 anyway, so no bf16 rounding in between."""
     if norm is None:
         return x
-    return F.rms_norm(x.float(), norm.normalized_shape, norm.weight.float(), norm.eps)
+    return ref.rms_norm(x, norm.weight, norm_eps(norm))
 
 
 def check_input(module: nn.Module, x: torch.Tensor) -> None:
@@ -148,6 +158,18 @@ class PackedBitLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
+        op = _INFERENCE_OPS.get((self.weight_kind, self.act_bits))
+        norm = self.norm
+        if (op is not None and x.is_cpu and self.packed_weight.is_cpu and not ops.is_compiling()
+                and not (torch.is_grad_enabled() and (x.requires_grad or (norm is not None and norm.weight.requires_grad)))):
+            # The inference call: straight to the kernel, which checks what it reads, takes x in
+            # its own dtype and returns that dtype (no conversions around it, no autograd layer).
+            with ops.below_autograd():
+                if norm is None:
+                    return op(x, self.packed_weight, self.weight_scale, self.bias)
+                if op is _TERNARY_I8:  # RMSNorm + quantization + GEMM in one call
+                    return _TERNARY_I8_NORM(x, self.packed_weight, self.weight_scale, self.bias, norm.weight,
+                                            norm_eps(norm))
         y = ops.linear(self.weight_kind, normalize_input(self.norm, x), self.packed, None, self.bias,
                        self.act_bits, None, "scale")
         return y.to(x.dtype)

@@ -36,6 +36,7 @@ __all__ = [
     "binary_linear",
     "ternary_row_bytes",
     "binary_row_bytes",
+    "rms_norm",
 ]
 
 
@@ -177,6 +178,17 @@ def quantize_activations(x: torch.Tensor):
     xq = torch.round(xf * s[..., None]).clamp_(-128, 127)
     xq = torch.where(finite[..., None], xq, torch.zeros_like(xq)).to(torch.int8)
     return xq, s
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dimension in float32, as the fused kernels compute it:
+    ``r = float32(1 / sqrt(sum(x^2) / K + eps))`` with the sum of squares in float64, then
+    ``(x * r) * weight`` in float32 (two roundings, in that order). Differentiable.
+    """
+    xf = x.float()
+    ms = xf.double().square().sum(dim=-1, keepdim=True) / xf.shape[-1]  # a division, not * (1 / K)
+    r = (1.0 / torch.sqrt(ms + eps)).float()
+    return (xf * r) * weight.float()
 
 
 def binarize_activations(x: torch.Tensor):

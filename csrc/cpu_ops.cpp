@@ -2,7 +2,10 @@
 // threading (at::parallel_for over output tiles, or row chunks for packing);
 // the math is in kernels/cpu.
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <vector>
 #include "checks.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -17,11 +20,6 @@ const cpu::KernelTable& K() { return cpu::active_kernels(); }
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
   check_storage(t, name);
-}
-
-// [..., k] float tensor -> contiguous float32 [M, k]
-at::Tensor as_rows_f32(const at::Tensor& x) {
-  return x.reshape({-1, x.size(-1)}).to(at::kFloat).contiguous();
 }
 
 // Work per parallel chunk at least ~64K multiply-adds, so small problems stay on one thread.
@@ -58,24 +56,67 @@ void raise_corrupt(const char* name) {
               "weights -1, 0, +1 are valid); pack weights with bitops.pack_ternary");
 }
 
-std::tuple<at::Tensor, at::Tensor> quantize_rows_f32(const at::Tensor& x2) {
-  const int64_t m = x2.size(0), k = x2.size(1);
-  auto xq = at::empty({m, k}, x2.options().dtype(at::kChar));
-  auto s = at::empty({m}, x2.options());
-  const float* xp = x2.data_ptr<float>();
+// Rows of x as float32, one row at a time, in any float dtype, optionally RMS-normalised:
+// no whole-tensor conversion in front of the quantiser. The norm is the contract of
+// bitops.reference.rms_norm: r = float(1 / sqrt(sum(x^2) / k + eps)) with the sum in double,
+// then (x * r) * w in float32.
+struct RowSource {
+  const void* data = nullptr;
+  at::ScalarType dtype = at::kFloat;
+  int64_t k = 0;
+  const float* norm_weight = nullptr;  // nullptr: no norm
+  double eps = 0.0;
+
+  bool plain_f32() const { return dtype == at::kFloat && !norm_weight; }
+
+  // Row m as float32: a pointer into x when it already is one, else converted into buf [k].
+  const float* row(int64_t m, float* buf) const {
+    if (dtype == at::kFloat) {
+      const float* src = static_cast<const float*>(data) + m * k;
+      if (!norm_weight) return src;
+      std::copy(src, src + k, buf);
+    } else if (dtype == at::kBFloat16) {
+      const auto* src = static_cast<const c10::BFloat16*>(data) + m * k;
+      for (int64_t i = 0; i < k; ++i) buf[i] = static_cast<float>(src[i]);
+    } else {
+      const auto* src = static_cast<const c10::Half*>(data) + m * k;
+      for (int64_t i = 0; i < k; ++i) buf[i] = static_cast<float>(src[i]);
+    }
+    if (norm_weight) {
+      double ss = 0.0;
+      for (int64_t i = 0; i < k; ++i) ss += double(buf[i]) * double(buf[i]);
+      const float r = static_cast<float>(1.0 / std::sqrt(ss / double(k) + eps));
+      for (int64_t i = 0; i < k; ++i) buf[i] = (buf[i] * r) * norm_weight[i];
+    }
+    return buf;
+  }
+};
+
+// The int8 quantiser over a RowSource: xq [M, k], s [M].
+std::tuple<at::Tensor, at::Tensor> quantize_rows(const RowSource& src, int64_t m, const at::TensorOptions& opt) {
+  auto xq = at::empty({m, src.k}, opt.dtype(at::kChar));
+  auto s = at::empty({m}, opt.dtype(at::kFloat));
+  int8_t* q = xq.data_ptr<int8_t>();
+  float* sp = s.data_ptr<float>();
+  const int64_t k = src.k;
   at::parallel_for(0, m, grain_for(k), [&](int64_t m0, int64_t m1) {
-    K().quantize_rows(xp, k, m0, m1, xq.data_ptr<int8_t>(), s.data_ptr<float>());
+    if (src.plain_f32()) return K().quantize_rows(static_cast<const float*>(src.data), k, m0, m1, q, sp);
+    std::vector<float> buf(k);
+    for (int64_t r = m0; r < m1; ++r) K().quantize_rows(src.row(r, buf.data()), k, 0, 1, q + r * k, sp + r);
   });
   return {xq, s};
 }
 
-std::tuple<at::Tensor, at::Tensor> binarize_rows_f32(const at::Tensor& x2) {
-  const int64_t m = x2.size(0), k = x2.size(1);
-  auto bits = at::empty({m, binary_row_bytes(k)}, x2.options().dtype(at::kByte));
-  auto s = at::empty({m}, x2.options());
-  const float* xp = x2.data_ptr<float>();
+std::tuple<at::Tensor, at::Tensor> binarize_rows(const RowSource& src, int64_t m, const at::TensorOptions& opt) {
+  const int64_t k = src.k, rb = binary_row_bytes(k);
+  auto bits = at::empty({m, rb}, opt.dtype(at::kByte));
+  auto s = at::empty({m}, opt.dtype(at::kFloat));
+  uint8_t* b = bits.data_ptr<uint8_t>();
+  float* sp = s.data_ptr<float>();
   at::parallel_for(0, m, grain_for(k), [&](int64_t m0, int64_t m1) {
-    K().binarize_rows(xp, k, m0, m1, bits.data_ptr<uint8_t>(), s.data_ptr<float>());
+    if (src.plain_f32()) return K().binarize_rows(static_cast<const float*>(src.data), k, m0, m1, b, sp);
+    std::vector<float> buf(k);
+    for (int64_t r = m0; r < m1; ++r) K().binarize_rows(src.row(r, buf.data()), k, 0, 1, b + r * rb, sp + r);
   });
   return {bits, s};
 }
@@ -84,7 +125,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& x) {
   check_cpu(x, "x");
   check_float_input(x, "x");
   check_k(x.size(-1));
-  auto [xq, s] = quantize_rows_f32(as_rows_f32(x));
+  auto x2 = x.reshape({-1, x.size(-1)}).contiguous();
+  auto [xq, s] = quantize_rows(RowSource{x2.data_ptr(), x2.scalar_type(), x2.size(1)}, x2.size(0), x2.options());
   auto lead = x.sizes().vec();
   auto xq_shape = lead;
   lead.pop_back();
@@ -95,7 +137,8 @@ std::tuple<at::Tensor, at::Tensor> binarize_activations(const at::Tensor& x) {
   check_cpu(x, "x");
   check_float_input(x, "x");
   check_k(x.size(-1));
-  auto [bits, s] = binarize_rows_f32(as_rows_f32(x));
+  auto x2 = x.reshape({-1, x.size(-1)}).contiguous();
+  auto [bits, s] = binarize_rows(RowSource{x2.data_ptr(), x2.scalar_type(), x2.size(1)}, x2.size(0), x2.options());
   auto lead = x.sizes().vec();
   lead.pop_back();
   auto bits_shape = lead;
@@ -293,11 +336,14 @@ at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits
   return out.reshape(out_shape(xbits_in, n));
 }
 
-// What every linear op shares: checks, flattening, the epilogue's scale and bias.
+// What every linear op shares: checks, flattening, the epilogue's scale and bias, and the
+// output in x's dtype. The kernels write float32; for a bf16/fp16 x each tile is rounded
+// into the output right after it is computed (while it is in cache), exactly as .to() would.
 struct LinearCall {
-  at::Tensor x2, packed, scale, bias, out;
+  at::Tensor x2, packed, scale, bias, out, out_f32, norm_weight;
   int64_t m, n, k;
   Epilogue e;
+  RowSource rows;
 
   LinearCall(const at::Tensor& x, const at::Tensor& packed_in, const at::Tensor& scale_in,
              const std::optional<at::Tensor>& bias_in, bool ternary, const char* scale_name) {
@@ -312,40 +358,100 @@ struct LinearCall {
     n = packed_in.size(0);
     e.gamma_stride = check_scale(scale_in, n, scale_name);
     check_bias(bias_in, n);
-    x2 = as_rows_f32(x);
+    x2 = x.reshape({-1, k}).contiguous();
     m = x2.size(0);
     packed = packed_in.contiguous();
     scale = scale_in.contiguous();
     out = at::empty({m, n}, x2.options());
+    out_f32 = x2.scalar_type() == at::kFloat ? out : at::empty({m, n}, x2.options().dtype(at::kFloat));
     e.gamma = scale.data_ptr<float>();
     if (bias_in) {
       bias = bias_in->to(at::kFloat).contiguous();
       e.bias = bias.data_ptr<float>();
     }
-    e.out = out.data_ptr<float>();
+    e.out = out_f32.data_ptr<float>();
     e.ldo = n;
+    rows.data = x2.data_ptr();
+    rows.dtype = x2.scalar_type();
+    rows.k = k;
   }
 
-  at::Tensor result(const at::Tensor& x) const { return out.to(x.scalar_type()).reshape(out_shape(x, n)); }
+  void set_norm(const at::Tensor& weight, double eps) {
+    check_cpu(weight, "norm_weight");
+    check_float_input(weight, "norm_weight");
+    TORCH_CHECK_VALUE(weight.dim() == 1 && weight.size(0) == k, "bitops: norm_weight must have shape [k=", k,
+                      "], got ", weight.sizes());
+    TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0.0, "bitops: norm eps must be finite and >= 0, got ", eps);
+    norm_weight = weight.to(at::kFloat).contiguous();
+    rows.norm_weight = norm_weight.data_ptr<float>();
+    rows.eps = eps;
+  }
+
+  // x as one float32 [M, k] tensor, for the float-activation kernels.
+  const float* x_f32() {
+    if (x2.scalar_type() != at::kFloat) x2 = x2.to(at::kFloat);
+    return x2.data_ptr<float>();
+  }
+
+  // Rounds the tile's float32 results into out (a no-op for a float32 x).
+  void finish(Tile t) const {
+    if (out_f32.is_same(out)) return;
+    const float* src = out_f32.data_ptr<float>();
+    for (int64_t r = t.m0; r < t.m1; ++r) {
+      const float* a = src + r * n;
+      if (out.scalar_type() == at::kBFloat16) {
+        auto* b = out.data_ptr<c10::BFloat16>() + r * n;
+        for (int64_t j = t.n0; j < t.n1; ++j) b[j] = c10::BFloat16(a[j]);
+      } else {
+        auto* b = out.data_ptr<c10::Half>() + r * n;
+        for (int64_t j = t.n0; j < t.n1; ++j) b[j] = c10::Half(a[j]);
+      }
+    }
+  }
+
+  // Runs kernel(tile) over every tile, then rounds each tile into out; false if any tile failed.
+  template <class F>
+  bool run(int64_t work_k, F&& kernel) {
+    return for_tiles(m, n, work_k, [&](Tile t) {
+      const bool ok = kernel(t);
+      finish(t);
+      return ok;
+    });
+  }
+
+  at::Tensor result(const at::Tensor& x) const { return out.reshape(out_shape(x, n)); }
 };
 
-at::Tensor ternary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
-                             const std::optional<at::Tensor>& bias) {
-  LinearCall c(x, packed, gamma, bias, true, "gamma");
-  auto [xq, s] = quantize_rows_f32(c.x2);
+at::Tensor ternary_i8(LinearCall& c, const at::Tensor& x) {
+  auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
   c.e.s = s.data_ptr<float>();
-  const bool ok = for_tiles(c.m, c.n, c.k, [&](Tile t) {
+  const bool ok = c.run(c.k, [&](Tile t) {
     return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
   });
   if (!ok) raise_corrupt("packed");
   return c.result(x);
 }
 
+at::Tensor ternary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
+                             const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, gamma, bias, true, "gamma");
+  return ternary_i8(c, x);
+}
+
+// RMSNorm (bitops.reference.rms_norm) + int8 quantisation + the ternary GEMM in one call.
+at::Tensor ternary_linear_i8_norm(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
+                                  const std::optional<at::Tensor>& bias, const at::Tensor& norm_weight, double eps) {
+  LinearCall c(x, packed, gamma, bias, true, "gamma");
+  c.set_norm(norm_weight, eps);
+  return ternary_i8(c, x);
+}
+
 at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
                             const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, gamma, bias, true, "gamma");
-  const bool ok = for_tiles(c.m, c.n, c.k, [&](Tile t) {
-    return K().ternary_gemm_f32(c.x2.data_ptr<float>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+  const float* xf = c.x_f32();
+  const bool ok = c.run(c.k, [&](Tile t) {
+    return K().ternary_gemm_f32(xf, c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
   });
   if (!ok) raise_corrupt("packed");
   return c.result(x);
@@ -354,9 +460,9 @@ at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const
 at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
                             const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
-  auto [xq, s] = quantize_rows_f32(c.x2);
+  auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
   c.e.s = s.data_ptr<float>();
-  for_tiles(c.m, c.n, c.k, [&](Tile t) {
+  c.run(c.k, [&](Tile t) {
     K().binary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;
   });
@@ -366,8 +472,9 @@ at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const
 at::Tensor binary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
                            const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
-  for_tiles(c.m, c.n, c.k, [&](Tile t) {
-    K().binary_gemm_f32(c.x2.data_ptr<float>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
+  const float* xf = c.x_f32();
+  c.run(c.k, [&](Tile t) {
+    K().binary_gemm_f32(xf, c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;
   });
   return c.result(x);
@@ -376,9 +483,9 @@ at::Tensor binary_linear_f(const at::Tensor& x, const at::Tensor& packed, const 
 at::Tensor binary_linear_b1(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
                             const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
-  auto [bits, s] = binarize_rows_f32(c.x2);
+  auto [bits, s] = binarize_rows(c.rows, c.m, c.x2.options());
   c.e.s = s.data_ptr<float>();
-  for_tiles(c.m, c.n, c.k / 8, [&](Tile t) {
+  c.run(c.k / 8, [&](Tile t) {
     K().binary_gemm_bits(bits.data_ptr<uint8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;
   });
@@ -400,6 +507,7 @@ TORCH_LIBRARY_IMPL(bitops, CPU, m) {
   m.impl("ternary_matmul_int", ternary_matmul_int);
   m.impl("binary_matmul_int", binary_matmul_int);
   m.impl("ternary_linear_i8", ternary_linear_i8);
+  m.impl("ternary_linear_i8_norm", ternary_linear_i8_norm);
   m.impl("ternary_linear_f", ternary_linear_f);
   m.impl("binary_linear_i8", binary_linear_i8);
   m.impl("binary_linear_f", binary_linear_f);
