@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from . import interop, ops
+from .int8_linear import Int8Linear
 from .nn import PackedBitLinear
 
-__all__ = ["convert", "fuse_norms", "bitnet_layer_kinds"]
+__all__ = ["convert", "fuse_norms", "quantize_head", "bitnet_layer_kinds"]
 
 
 def _bitnet_module():
@@ -128,7 +129,21 @@ def fuse_norms(model: nn.Module) -> int:
     return moved
 
 
-def convert(model: nn.Module, fuse: bool = True) -> nn.Module:
+def quantize_head(model: nn.Module) -> Int8Linear:
+    """Replaces the model's output head (``get_output_embeddings()``, an nn.Linear) with an
+    :class:`bitops.nn.Int8Linear` (per-row absmax int8 weights, int8 activations); a tied input
+    embedding stays as it is. Returns the new head."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, Int8Linear):
+        return head
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"bitops.hf: the model's output head is not an nn.Linear: {type(head).__name__}")
+    int8 = Int8Linear.from_linear(head)
+    model.set_output_embeddings(int8)
+    return int8
+
+
+def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> nn.Module:
     """Replaces every transformers BitNet layer of ``model`` with a bitops PackedBitLinear, in place.
 
     Returns the model. A model without BitNet layers raises ValueError (nothing would run on
@@ -136,7 +151,11 @@ def convert(model: nn.Module, fuse: bool = True) -> nn.Module:
     ``fuse=True`` also moves the RMSNorms of transformers' BitNet decoder layers into the
     layers that read them (:func:`fuse_norms`): one kernel call normalizes, quantizes and
     multiplies, and the norm runs in float32 instead of rounding to the model's dtype first.
+    ``lm_head="int8"`` also quantizes the output head (:func:`quantize_head`): about half the
+    bytes a decoded token reads in the 2B4T model, at a small logit error (README).
     """
+    if lm_head not in (None, "int8"):
+        raise ValueError(f"bitops.hf.convert: lm_head must be None (as stored) or 'int8', got {lm_head!r}")
     bitnet = _bitnet_module()
     kinds = (bitnet.BitLinear, bitnet.AutoBitLinear)
     sites = [
@@ -151,13 +170,18 @@ def convert(model: nn.Module, fuse: bool = True) -> nn.Module:
         packed, bias = _packed_of(model, bitnet)
         return PackedBitLinear.from_packed(packed, bias, 8, _norm_of(model))
     done: dict[int, PackedBitLinear] = {}  # shared layers stay shared
-    for parent, name, layer in sites:
+    for i in range(len(sites)):
+        parent, name, layer = sites[i]
+        sites[i] = None  # no reference left here: the transformers layer is freed once replaced
         if id(layer) not in done:
             packed, bias = _packed_of(layer, bitnet)
             done[id(layer)] = PackedBitLinear.from_packed(packed, bias, 8, _norm_of(layer)).eval()
         setattr(parent, name, done[id(layer)])  # the transformers module (and its buffers) goes now
+        del parent, layer
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None  # its hooks would re-unpack weights bitops already holds
     if fuse:
         fuse_norms(model)
+    if lm_head == "int8":
+        quantize_head(model)
     return model

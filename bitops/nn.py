@@ -20,12 +20,13 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from .int8_linear import Int8Linear
 from .packed_linear import PackedBitLinear, check_input, describe, make_norm, normalize_input
 from .bit_linear import bit_linear, quantize_weight
 from .config import check_config
 from .packed import PackedWeight
 
-__all__ = ["BitLinear", "PackedBitLinear", "convert", "pack_model"]
+__all__ = ["BitLinear", "PackedBitLinear", "Int8Linear", "convert", "pack_model"]
 
 
 class BitLinear(nn.Module):

@@ -61,6 +61,23 @@ def check_input(module: nn.Module, x: torch.Tensor) -> None:
         )
 
 
+def apply_keeping_float32(module: nn.Module, fn, recurse: bool, names) -> nn.Module:
+    """``nn.Module._apply`` that leaves the named float32 buffers' dtype alone: a cast
+    float32 -> bf16 -> float32 would change a scale. They take only the device fn moves
+    tensors to (probed on an empty tensor)."""
+    kept = {name: module._buffers.pop(name) for name in names if name in module._buffers}
+    try:
+        nn.Module._apply(module, fn, recurse)
+    finally:
+        module._buffers.update(kept)
+    for name, t in kept.items():
+        if t is not None:
+            device = fn(torch.empty(0, device=t.device)).device
+            if device != t.device:
+                module._buffers[name] = t.to(device)
+    return module
+
+
 def describe(module: nn.Module) -> str:
     return (
         f"in_features={module.in_features}, out_features={module.out_features}, "
@@ -175,18 +192,7 @@ class PackedBitLinear(nn.Module):
         return y.to(x.dtype)
 
     def _apply(self, fn, recurse=True):
-        # A dtype cast must not touch the scale: float32 -> bf16 -> float32 would change it.
-        # Take only the device that fn moves tensors to (probed on an empty tensor).
-        scale = self._buffers.pop("weight_scale")
-        try:
-            super()._apply(fn, recurse)
-        finally:
-            self._buffers["weight_scale"] = scale
-        if scale is not None:
-            device = fn(torch.empty(0, device=scale.device)).device
-            if device != scale.device:
-                self._buffers["weight_scale"] = scale.to(device)
-        return self
+        return apply_keeping_float32(self, fn, recurse, ("weight_scale",))
 
     def extra_repr(self) -> str:
         return describe(self)

@@ -116,3 +116,49 @@ def test_import_bitops_does_not_import_transformers():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "BITOPS_QUIET": "1"})
     assert run.returncode == 0, run.stderr
+
+
+def test_convert_moves_every_decoder_norm_into_the_kernels():
+    from transformers.models.bitnet import modeling_bitnet as mb
+
+    model = _tiny_bitnet()
+    ids = torch.randint(0, 96, (1, 10), generator=torch.Generator().manual_seed(5))
+    unfused = bitops.hf.convert(_tiny_bitnet(), fuse=False)
+    bitops.hf.convert(model)
+    norms_left = [n for n, m in model.named_modules() if isinstance(m, mb.BitNetRMSNorm)]
+    assert norms_left == ["model.norm"]  # only the final norm, read by the head
+    layers = [m for m in model.modules() if isinstance(m, PackedBitLinear)]
+    assert len(layers) == 14 and all(m.norm is not None for m in layers)
+    with torch.no_grad():
+        got, want = model(ids).logits, unfused(ids).logits
+        # the fused norm skips transformers' rounding of the normalized x to the model's dtype
+        # (float32 here: the two agree up to float rounding and the rare int8 step it moves)
+        cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert cos >= 0.9999, float(cos)
+        assert torch.equal(model.generate(ids, max_new_tokens=5, do_sample=False),
+                           unfused.generate(ids, max_new_tokens=5, do_sample=False))
+
+
+def test_int8_head_error_is_bounded_and_round_trips(tmp_path):
+    model = bitops.hf.convert(_tiny_bitnet())
+    float_head = model.get_output_embeddings()
+    ids = torch.randint(0, 96, (1, 12), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        want = model(ids).logits
+        bitops.hf.quantize_head(model)
+        assert isinstance(model.get_output_embeddings(), bitops.nn.Int8Linear)
+        assert model.get_input_embeddings().weight is float_head.weight  # the embedding stays as stored
+        got = model(ids).logits
+    err = (got - want).abs().amax(-1) / want.abs().amax(-1)
+    assert float(err.max()) <= 0.03, float(err.max())  # documented in README: about 1% of the largest logit
+    path = tmp_path / "int8.safetensors"
+    bitops.checkpoint.save(model, str(path))
+    fresh = bitops.hf.convert(_tiny_bitnet(seed=3), lm_head="int8")
+    bitops.checkpoint.load(fresh, str(path))
+    with torch.no_grad():
+        assert torch.equal(fresh(ids).logits, got)
+
+
+def test_convert_refuses_an_unknown_head_choice():
+    with pytest.raises(ValueError, match="lm_head must be None"):
+        bitops.hf.convert(_tiny_bitnet(), lm_head="int4")
