@@ -34,7 +34,7 @@ from . import interop, ops
 from .int8_linear import Int8Linear
 from .nn import PackedBitLinear
 
-__all__ = ["convert", "fuse_norms", "quantize_head", "bitnet_layer_kinds"]
+__all__ = ["convert", "fuse_norms", "quantize_head", "to_transformers", "bitnet_layer_kinds"]
 
 
 def _bitnet_module():
@@ -184,4 +184,66 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> 
         fuse_norms(model)
     if lm_head == "int8":
         quantize_head(model)
+    return model
+
+
+def _unfuse_norms(model: nn.Module) -> None:
+    from transformers.models.bitnet import modeling_bitnet as mb
+
+    for parent, name, readers in _norm_sites(model):
+        if not isinstance(getattr(parent, name), nn.Identity):
+            continue
+        if not all(isinstance(r, PackedBitLinear) and r.norm is not None for r in readers):
+            raise ValueError(f"bitops.hf.to_transformers: {name} was moved into layers that no longer hold it")
+        norm = readers[0].norm
+        hf_norm = mb.BitNetRMSNorm(norm.normalized_shape[0], eps=norm.eps)
+        with torch.no_grad():
+            hf_norm.weight.copy_(norm.weight)
+        setattr(parent, name, hf_norm.to(device=norm.weight.device, dtype=model.dtype))
+        for reader in readers:
+            reader.norm = None
+
+
+def to_transformers(model: nn.Module) -> nn.Module:
+    """The way back: turns a model made by :func:`convert` (from the offline ``BitLinear``
+    checkpoint format, as the 2B4T model ships) into transformers' own BitNet layers, in place,
+    so that ``model.save_pretrained(path)`` writes a checkpoint transformers loads as before.
+
+    Weights and norms come back bit for bit; a bf16/fp16 ``weight_scale`` too (float32 ones
+    within one ulp: bitops keeps gamma = 1 / weight_scale). An int8 head (:func:`quantize_head`)
+    goes back to the tied input embedding; an untied one cannot (its float weights are gone).
+    """
+    bitnet = _bitnet_module()
+    qc = getattr(getattr(model, "config", None), "quantization_config", None)
+    linear_class = qc.get("linear_class") if isinstance(qc, dict) else getattr(qc, "linear_class", None)
+    if linear_class not in (None, "bitlinear"):
+        raise ValueError(f"bitops.hf.to_transformers: writes the offline BitLinear format; this model's "
+                         f"quantization_config has linear_class={linear_class!r}")
+    head = model.get_output_embeddings()
+    if isinstance(head, Int8Linear):
+        emb = model.get_input_embeddings()
+        if not getattr(model.config, "tie_word_embeddings", False):
+            raise ValueError("bitops.hf.to_transformers: the int8 head's float weights are gone (the head is "
+                             "not tied to the input embedding); convert again without lm_head='int8'")
+        linear = nn.Linear(emb.weight.shape[1], emb.weight.shape[0], bias=False, device="meta")
+        linear.weight = emb.weight
+        model.set_output_embeddings(linear)
+    _unfuse_norms(model)
+    dtype = model.dtype
+    for _, parent in list(model.named_modules()):
+        for name, child in list(parent._modules.items()):
+            if not isinstance(child, PackedBitLinear):
+                continue
+            if child.weight_kind != "ternary" or child.act_bits != 8 or child.norm is not None:
+                raise ValueError(f"bitops.hf.to_transformers: {name} ({child.extra_repr()}) has no transformers "
+                                 "BitLinear equivalent")
+            weight, weight_scale = interop.ternary_to_hf_bitnet(child.packed)
+            layer = bitnet.BitLinear(child.in_features, child.out_features, bias=child.bias is not None,
+                                     device=weight.device, dtype=dtype)
+            with torch.no_grad():
+                layer.weight.copy_(weight)
+                layer.weight_scale.copy_(weight_scale.to(layer.weight_scale.dtype))
+                if child.bias is not None:
+                    layer.bias.copy_(child.bias)
+            setattr(parent, name, layer)
     return model

@@ -162,3 +162,28 @@ def test_int8_head_error_is_bounded_and_round_trips(tmp_path):
 def test_convert_refuses_an_unknown_head_choice():
     with pytest.raises(ValueError, match="lm_head must be None"):
         bitops.hf.convert(_tiny_bitnet(), lm_head="int4")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("lm_head", [None, "int8"])
+def test_to_transformers_gives_back_the_checkpoint(tmp_path, dtype, lm_head):
+    original = _tiny_bitnet().to(dtype)
+    for module in original.modules():
+        if isinstance(module, hf_bitnet.BitLinear):
+            module.dtype = dtype
+    want = {k: v.clone() for k, v in original.state_dict().items()}
+    model = bitops.hf.to_transformers(bitops.hf.convert(original, lm_head=lm_head))
+    assert not any(isinstance(m, (PackedBitLinear, bitops.nn.Int8Linear)) for m in model.modules())
+    got = model.state_dict()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if key.endswith("weight_scale") and dtype == torch.float32:  # gamma = 1 / s, and back
+            assert torch.allclose(got[key], value, rtol=2**-23, atol=0), key
+        else:
+            assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+    # and transformers' own forward runs on it again
+    ids = torch.randint(0, 96, (1, 6), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+        assert torch.isfinite(model(ids).logits.float()).all()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
