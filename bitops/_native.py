@@ -48,6 +48,32 @@ def backend(device: str | torch.device = "cpu") -> str:
     return "reference"
 
 
+class cpu_tuning:
+    """Forces the CPU kernels' choices for a block (benchmarks and tests); restores them after.
+
+    ``gemv_order``: the AVX-512 VNNI M = 1 ternary GEMV's read order, ``"tiles"`` (four weight rows
+    at a time: measured best on AMD EPYC) or ``"rows"`` (one row at a time in memory order:
+    measured best on an Intel Xeon); None keeps the current one (by default chosen by the CPU's
+    vendor). Both give the same exact sums; other kernel sets ignore it.
+    """
+
+    ORDERS = {"tiles": 0, "rows": 1}
+
+    def __init__(self, gemv_order: str | None = None):
+        if gemv_order is not None and gemv_order not in self.ORDERS:
+            raise ValueError(f"bitops: gemv_order must be 'tiles' or 'rows', got {gemv_order!r}")
+        self.gemv_order = gemv_order
+
+    def __enter__(self):
+        self.saved = int(torch.ops.bitops.cpu_tuning())
+        if self.gemv_order is not None:
+            torch.ops.bitops.set_cpu_tuning(self.ORDERS[self.gemv_order])
+        return self
+
+    def __exit__(self, *exc):
+        torch.ops.bitops.set_cpu_tuning(self.saved)
+
+
 class cuda_tuning:
     """Forces the CUDA glue's kernel choices for a block (benchmarks and tests); restores them after.
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <tuple>
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vnni_kernels.h"
 #include "tuning.h"
 
 namespace {
@@ -28,6 +29,11 @@ void set_cuda_tuning(int64_t gemv_max_m, int64_t gemv_fused) {
   t.gemv_max_m = gemv_max_m < 0 ? kDefaultGemvMaxM : std::min<int64_t>(gemv_max_m, 4096);
   t.gemv_fused = gemv_fused < 0 ? -1 : (gemv_fused ? 1 : 0);
 }
+
+// The AVX-512 VNNI M = 1 GEMV's read order (vnni_kernels.h): 0 four rows at a time,
+// 1 rows in memory order, -1 the cpuid choice. cpu_tuning() gives the order in use.
+void set_cpu_tuning(int64_t gemv_order) { bitops::cpu::vnni::set_gemv_order(static_cast<int>(gemv_order)); }
+int64_t get_cpu_tuning() { return bitops::cpu::vnni::gemv_order(); }
 
 std::tuple<int64_t, int64_t> get_cuda_tuning() {
   auto& t = bitops::glue::cuda_tuning();
@@ -73,6 +79,8 @@ TORCH_LIBRARY(bitops, m) {
   m.def("has_cuda() -> bool", &has_cuda);
   m.def("set_cuda_tuning(int gemv_max_m, int gemv_fused) -> ()", &set_cuda_tuning);
   m.def("cuda_tuning() -> (int, int)", &get_cuda_tuning);
+  m.def("set_cpu_tuning(int gemv_order) -> ()", &set_cpu_tuning);
+  m.def("cpu_tuning() -> int", &get_cpu_tuning);
 }
 
 

@@ -168,3 +168,44 @@ def test_large_n_gemv():
     packed = bitops.pack_ternary(wq)
     g = torch.tensor(0.3)
     assert torch.equal(bitops.ternary_linear(x, packed, g), ref.ternary_linear(x, packed, g))
+
+
+VNNI = bitops.backend() == "cpu-avx512vnni"
+
+
+@pytest.mark.skipif(not VNNI, reason="the AVX-512 VNNI set's two M = 1 read orders")
+@pytest.mark.parametrize("order", ["tiles", "rows"])
+@given(n=st.one_of(ns, st.integers(60, 300)), k=ks, seed=seeds, extremes=st.booleans())
+def test_gemv_read_orders_bit_exact(order, n, k, seed, extremes):
+    from bitops._native import cpu_tuning
+
+    xq = random_int8(1, k, seed, extremes)
+    packed = ref.pack_ternary(random_ternary(n, k, seed + 1)).qdata
+    want = ref.ternary_matmul_int(xq, packed, k)
+    with cpu_tuning(gemv_order=order):
+        assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), want)
+        x = torch.randn(1, k, generator=torch.Generator().manual_seed(seed)).to(torch.bfloat16)
+        gamma = torch.tensor(0.03)
+        assert torch.equal(bitops.ternary_linear(x, packed, gamma, in_features=k),
+                           ref.ternary_linear(x, packed, gamma, in_features=k).to(torch.bfloat16))
+
+
+@pytest.mark.skipif(not VNNI, reason="the AVX-512 VNNI set's two M = 1 read orders")
+@pytest.mark.parametrize("order", ["tiles", "rows"])
+@pytest.mark.parametrize("k", [100, 128, 256, 1000, 2560])
+def test_gemv_read_orders_refuse_code_3(order, k):
+    from bitops._native import cpu_tuning
+
+    n = 37
+    packed = ref.pack_ternary(random_ternary(n, k, 5)).qdata.clone()
+    packed[n - 2, (k - 1) // 4 % packed.shape[1]] |= 0xFF  # code 3 in the last weights of a row
+    xq = random_int8(1, k, 6)
+    with cpu_tuning(gemv_order=order), pytest.raises(ValueError, match="corrupt|code 3"):
+        torch.ops.bitops.ternary_matmul_int(xq, packed, k)
+
+
+def test_cpu_tuning_refuses_unknown_orders():
+    from bitops._native import cpu_tuning
+
+    with pytest.raises(ValueError, match="gemv_order"):
+        cpu_tuning(gemv_order="zigzag")

@@ -545,6 +545,13 @@ int main(int argc, char** argv) {
     const Problem p(ms[uniform(0, std::size(ms) - 1)], ns[uniform(0, std::size(ns) - 1)], k);
     for (auto* t : pack_tables) check_packing(*t, p);
     for (auto* t : tables) check_table(*t, p);
+    if (tables.back() == bitops::cpu::avx512vnni_kernels()) {  // its other M = 1 read order too
+      const auto order = bitops::cpu::vnni::gemv_order();
+      bitops::cpu::vnni::set_gemv_order(order == bitops::cpu::vnni::kGemvTiles4 ? bitops::cpu::vnni::kGemvRowsInOrder
+                                                                              : bitops::cpu::vnni::kGemvTiles4);
+      check_table(*tables.back(), p);
+      bitops::cpu::vnni::set_gemv_order(order);
+    }
   };
   for (int64_t k : ks)
     for (int rep = 0, shapes = k > 1024 ? 3 : 8; rep < shapes; ++rep) run(k);

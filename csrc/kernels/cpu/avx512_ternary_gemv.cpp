@@ -22,6 +22,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <cstdlib>
+#include <cpuid.h>
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
@@ -92,6 +97,51 @@ __attribute__((always_inline)) inline void dot_blocks(const Masks& m, const uint
     }
   }
 }
+
+// The one-row-of-x loop on zmm for the rows-in-order GEMV: two consecutive blocks
+// per 64-byte load, half the instructions per weight byte of dot_blocks<1, NR>.
+// Masking the pair with a run's mask gives that run of both blocks; xz holds x in
+// the matching order (pair_x), so one load serves each run. Pair p of rows w[j] is
+// prefetched from pf (into L2) as dot_blocks does.
+__attribute__((always_inline)) inline void add_dpbusd_z(__m512i& acc, __m512i a, __m512i x) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(x));
+}
+
+template <int NR>
+__attribute__((always_inline)) inline void dot_pairs(const uint8_t* const* w, const int8_t* xz, int64_t pairs,
+                                                     __m512i (&acc)[NR][4], __m512i& seen, const uint8_t* pf) {
+  const __m512i m0 = _mm512_set1_epi8(static_cast<char>(0xC0)), m1 = _mm512_set1_epi8(0x30),
+                m2 = _mm512_set1_epi8(0x0C), m3 = _mm512_set1_epi8(0x03);
+  constexpr int64_t kStep = NR * 2 * kBlockBytes;
+  for (int64_t p = 0; p < pairs; ++p) {
+    if (pf)  // into L2: prefetches to L1 would hold the line fill buffers the loads need
+      for (int64_t off = 0; off < kStep; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pf + p * kStep + off), _MM_HINT_T1);
+    const int8_t* xp = xz + p * 256;
+    const __m512i x0 = _mm512_loadu_si512(xp), x1 = _mm512_loadu_si512(xp + 64), x2 = _mm512_loadu_si512(xp + 128),
+                  x3 = _mm512_loadu_si512(xp + 192);
+    for (int j = 0; j < NR; ++j) {
+      const __m512i v = _mm512_loadu_si512(w[j] + p * 2 * kBlockBytes);
+      seen = _mm512_ternarylogic_epi32(seen, v, _mm512_srli_epi16(v, 1), 0xF8);  // seen | (v & v >> 1)
+      add_dpbusd_z(acc[j][0], _mm512_and_si512(v, m0), x0);
+      add_dpbusd_z(acc[j][1], _mm512_and_si512(v, m1), x1);
+      add_dpbusd_z(acc[j][2], _mm512_and_si512(v, m2), x2);
+      add_dpbusd_z(acc[j][3], _mm512_and_si512(v, m3), x3);
+    }
+  }
+}
+
+// x's first 2 * pairs blocks in dot_pairs' order: for pair p and run q, 64 bytes:
+// x[256p + 32q, +32) (block 2p) then x[256p + 128 + 32q, +32) (block 2p + 1).
+void pair_x(const int8_t* x, int64_t pairs, int8_t* xz) {
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int q = 0; q < 4; ++q) {
+      std::memcpy(xz + p * 256 + q * 64, x + p * 256 + q * 32, 32);
+      std::memcpy(xz + p * 256 + q * 64 + 32, x + p * 256 + 128 + q * 32, 32);
+    }
+}
+
+inline __m256i fold(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
 
 // One vector per (weight row, x row): the four run accumulators with their powers of 4 taken off.
 inline __m256i combine_runs(const __m256i (&acc)[4]) {
@@ -176,7 +226,84 @@ bool rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable,
   return ok;
 }
 
+// tile<1, NR> with the whole blocks in zmm pairs (dot_pairs; xz = pair_x(x)), an odd
+// last block of a chunk and the tail block in ymm as tile does. Same sums, same checks.
+// A lane of a pair accumulator sees one block of each pair: no more than tile's lanes.
+template <int NR>
+bool tile_pairs(const uint8_t* w, int64_t rb, int64_t n, const int8_t* x, const int8_t* xz, int64_t full,
+                const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots, const uint8_t* pf) {
+  const Masks m{_mm256_set1_epi8(static_cast<char>(0xC0)), _mm256_set1_epi8(0x30), _mm256_set1_epi8(0x0C),
+                _mm256_set1_epi8(0x03)};
+  int64_t sum[NR][1] = {};
+  __m512i seen_z = _mm512_setzero_si512();
+  __m256i seen = _mm256_setzero_si256(), tail_seen = _mm256_setzero_si256();
+  int64_t b0 = 0;
+  do {
+    const int64_t blocks = full - b0 < kChunkBlocks ? full - b0 : kChunkBlocks;  // kChunkBlocks is even
+    const int64_t pairs = blocks / 2;
+    __m512i acc_z[NR][4];
+    __m256i acc[NR][1][4];
+    const uint8_t* at[NR];
+    for (int j = 0; j < NR; ++j) {
+      at[j] = w + (n + j) * rb + b0 * kBlockBytes;
+      for (int q = 0; q < 4; ++q) {
+        acc_z[j][q] = _mm512_setzero_si512();
+        acc[j][0][q] = _mm256_setzero_si256();
+      }
+    }
+    dot_pairs<NR>(at, xz + b0 * 128, pairs, acc_z, seen_z, pf ? pf + b0 * NR * kBlockBytes : nullptr);
+    if (blocks % 2) {
+      const int64_t b = b0 + 2 * pairs;
+      const int8_t* const xs[1] = {x + b * 128};
+      for (int j = 0; j < NR; ++j) at[j] = w + (n + j) * rb + b * kBlockBytes;
+      dot_blocks<1, NR>(m, at, xs, 1, acc, seen, pf ? pf + b * NR * kBlockBytes : nullptr);
+    }
+    for (int j = 0; j < NR; ++j)
+      for (int q = 0; q < 4; ++q) acc[j][0][q] = _mm256_add_epi32(acc[j][0][q], fold(acc_z[j][q]));
+    b0 += blocks;
+    if (b0 == full && tail_keep) {
+      if (pf)
+        for (int64_t off = 0; off < NR * kBlockBytes; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + full * NR * kBlockBytes + off), _MM_HINT_T0);
+      for (int j = 0; j < NR; ++j) at[j] = w + (n + j) * rb + full * kBlockBytes;
+      const int8_t* const xt[1] = {xtail};
+      dot_blocks<1, NR>(m, at, xt, 1, acc, tail_seen, nullptr);
+    }
+    add_row_sums<1, NR>(acc, sum);
+  } while (b0 < full);
+  seen = _mm256_or_si256(seen, _mm256_or_si256(_mm512_castsi512_si256(seen_z), _mm512_extracti64x4_epi64(seen_z, 1)));
+  __m256i bad = _mm256_and_si256(seen, _mm256_set1_epi8(0x55));
+  if (tail_keep)
+    bad = _mm256_or_si256(bad, _mm256_and_si256(tail_seen, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_keep))));
+  for (int j = 0; j < NR; ++j) dots[n + j] = sum[j][0];
+  return _mm256_testz_si256(bad, bad);
+}
+
 }  // namespace
+
+namespace {
+std::atomic<int> g_gemv_order{-1};  // GemvOrder, or -1: chosen by cpuid at first use
+
+bool intel_cpu() {
+  unsigned a, b, c, d;
+  __cpuid(0, a, b, c, d);
+  return b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "GenuineIntel"
+}
+
+// Rows-in-order GEMV: the next row's lines are prefetched this far ahead (bytes).
+constexpr int64_t kRowsPrefetchBytes = 4096;
+}  // namespace
+
+GemvOrder gemv_order() {
+  int order = g_gemv_order.load(std::memory_order_relaxed);
+  if (order < 0) {
+    order = intel_cpu() ? kGemvRowsInOrder : kGemvTiles4;
+    g_gemv_order.store(order, std::memory_order_relaxed);
+  }
+  return static_cast<GemvOrder>(order);
+}
+
+void set_gemv_order(int order) { g_gemv_order.store(order == kGemvTiles4 || order == kGemvRowsInOrder ? order : -1); }
 
 bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
                         const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots) {
@@ -184,8 +311,21 @@ bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_r
   const int8_t* const xt[1] = {xtail};
   bool ok = true;
   int64_t n = 0;
+  if (gemv_order() == kGemvRowsInOrder) {
+    // One weight row at a time, in memory order (one stream per thread), on zmm pairs of
+    // blocks, the row kRowsPrefetchBytes ahead prefetched into L2 (benchmarks/results/decode_cpu.md).
+    thread_local std::vector<int8_t> xz;
+    xz.resize(static_cast<size_t>(full / 2) * 256 + 64);
+    pair_x(x, full / 2, xz.data());
+    const int64_t ahead = std::max<int64_t>(1, (kRowsPrefetchBytes + rb - 1) / rb);
+    for (; n < nr; ++n) {
+      const uint8_t* next = n + 1 + ahead <= rows_readable ? w + (n + ahead) * rb : nullptr;
+      ok &= tile_pairs<1>(w, rb, n, x, xz.data(), full, xtail, tail_keep, dots, next);
+    }
+    return ok;
+  }
   for (; n + kRows <= nr; n += kRows) {
-    // The next tile, prefetched while this one computes (measured here: no
+    // The next tile, prefetched while this one computes (measured on AMD EPYC: no
     // software prefetch is 2-3x slower cold; 2 or more tiles ahead is slower too).
     const uint8_t* next = n + 2 * kRows <= rows_readable ? w + (n + kRows) * rb : nullptr;
     ok &= tile<1, kRows>(w, rb, n, xs, full, xt, tail_keep, dots, next);
@@ -212,6 +352,8 @@ bool ternary_rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_r
 #else
 #include <cstdlib>
 namespace bitops::cpu::vnni {
+GemvOrder gemv_order() { return kGemvTiles4; }
+void set_gemv_order(int) {}
 // Never called: only the x86 "cpu-avx512vnni" kernel table reaches it.
 bool ternary_gemv_codes(const uint8_t*, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*,
                         const uint8_t*, int64_t*) {

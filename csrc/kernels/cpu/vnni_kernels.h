@@ -27,6 +27,15 @@ void panel_dots(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* cons
 bool ternary_gemv_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* x, int64_t full,
                         const int8_t* xtail, const uint8_t* tail_keep, int64_t* dots);
 
+// The M = 1 GEMV's read order: four weight rows at a time, their blocks interleaved and
+// the next tile prefetched (measured best on AMD EPYC), or one row at a time in memory
+// order on zmm pairs of blocks, prefetched into L2 (measured best on an Intel Xeon,
+// benchmarks/results/decode_cpu.md). Chosen by the cpuid vendor unless set; the sums are
+// the same either way.
+enum GemvOrder : int { kGemvTiles4 = 0, kGemvRowsInOrder = 1 };
+GemvOrder gemv_order();
+void set_gemv_order(int order);  // kGemvTiles4, kGemvRowsInOrder, or -1: the cpuid choice again
+
 // The same for 1 <= mr <= kMaxRows rows of x (x[i], xtail[i]), one weight row
 // at a time for mr > 1: dots[j * mr + i] = sum over k of code(j, k) * x_i[k].
 bool ternary_rows_codes(const uint8_t* w, int64_t rb, int64_t nr, int64_t rows_readable, const int8_t* const* x,
