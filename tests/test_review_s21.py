@@ -24,3 +24,25 @@ def test_packed_layer_keeps_the_graph_for_a_bias_that_requires_grad(norm):
     assert y.grad_fn is not None
     y.sum().backward()
     assert t.grad is not None
+
+
+def test_fuse_norms_leaves_layers_shared_between_decoder_layers_alone():
+    pytest.importorskip("transformers.integrations.bitnet")
+    from .test_hf import _tiny_bitnet
+
+    def shared():
+        model = _tiny_bitnet()
+        l0, l1 = model.model.layers
+        for name in ("q_proj", "k_proj", "v_proj"):  # layer 1 reuses layer 0's projections
+            setattr(l1.self_attn, name, getattr(l0.self_attn, name))
+        with torch.no_grad():
+            l1.input_layernorm.weight.mul_(3)
+        return model
+
+    ids = torch.randint(0, 96, (1, 10), generator=torch.Generator().manual_seed(5))
+    fused, unfused = bitops.hf.convert(shared()), bitops.hf.convert(shared(), fuse=False)
+    assert fused.model.layers[0].self_attn.q_proj is fused.model.layers[1].self_attn.q_proj
+    with torch.no_grad():
+        got, want = fused(ids).logits, unfused(ids).logits
+    cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+    assert cos >= 0.9999, float(cos)  # normalized twice (norm0(norm1(x))) before the fix: ~0.99
