@@ -115,12 +115,17 @@ def fuse_norms(model: nn.Module) -> int:
     becomes ``nn.Identity``). Returns how many norms moved. :func:`convert` calls it."""
     from transformers.models.bitnet import modeling_bitnet as mb
 
+    # A layer referenced from more than one place (shared between decoder layers, or used twice)
+    # may read other inputs than this norm's output: fusing would normalize those too.
+    refs: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        refs[id(module)] = refs.get(id(module), 0) + 1
     moved = 0
-    for parent, name, readers in _norm_sites(model):
+    for parent, name, readers in list(_norm_sites(model)):
         hf_norm = getattr(parent, name)
         if type(hf_norm) is not mb.BitNetRMSNorm:
             continue
-        if not all(isinstance(r, PackedBitLinear) and r.norm is None for r in readers):
+        if not all(isinstance(r, PackedBitLinear) and r.norm is None and refs[id(r)] == 1 for r in readers):
             continue
         for reader in readers:
             reader.norm = _as_rms_norm(hf_norm, reader.in_features)

@@ -41,6 +41,31 @@ def _fbgemm_available() -> bool:
     return "fbgemm" in torch.backends.quantized.supported_engines
 
 
+def _per_channel(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    zero = torch.zeros(qweight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # torch deprecates making quantized tensors by hand
+        warnings.simplefilter("ignore")
+        return torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero, 0)
+
+
+_REDUCE_RANGE = None
+
+
+def _reduce_range() -> bool:
+    """Whether linear_dynamic must quantize activations to 7 bits. fbgemm's AVX2 / AVX-512
+    (non-VNNI) u8 x s8 kernels add pairs of products in int16 (vpmaddubsw), which saturates for
+    full-range uint8 activations against large weights (255 * 127 * 2 > 32767): the results are
+    then wrong by percents, even on Gaussian data. VNNI (vpdpbusd) does not saturate. Probed once."""
+    global _REDUCE_RANGE
+    if _REDUCE_RANGE is None:
+        k = 256
+        packed = torch.ops.quantized.linear_prepack(
+            _per_channel(torch.full((8, k), 127, dtype=torch.int8), torch.full((8,), 1 / 127)), None)
+        y = torch.ops.quantized.linear_dynamic(torch.ones(2, k), packed, False)
+        _REDUCE_RANGE = not bool(((y - k).abs() < 1).all())
+    return _REDUCE_RANGE
+
+
 class Int8Linear(nn.Module):
     """``y = x @ (qweight * scale[:, None]).T + bias`` with int8 weights and int8 activations.
 
@@ -54,6 +79,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", torch.zeros(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
         self._prepacked = None  # fbgemm's own copy of the weights, made at the first call
+        self._prepacked_key = None  # the tensors (and their versions) it was made from
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
@@ -68,13 +94,26 @@ class Int8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
         return cls.from_weight(linear.weight, linear.bias)
 
+    def _weights_key(self):
+        # fbgemm copies the weights when it packs them: an in-place edit of qweight or scale
+        # (or bias) since then must repack. Inference tensors have no version counter.
+        key = []
+        for t in (self.qweight, self.scale, self.bias):
+            if t is None:
+                key.append(None)
+                continue
+            try:
+                version = t._version
+            except RuntimeError:
+                version = -1
+            key.append((t.data_ptr(), version))
+        return tuple(key)
+
     def _packed_for_fbgemm(self):
-        if self._prepacked is None:
-            zero = torch.zeros(self.out_features, dtype=torch.long)
-            with warnings.catch_warnings():  # torch deprecates making quantized tensors by hand
-                warnings.simplefilter("ignore")
-                qt = torch._make_per_channel_quantized_tensor(self.qweight, self.scale.double(), zero, 0)
-                self._prepacked = torch.ops.quantized.linear_prepack(qt, self.bias)
+        key = self._weights_key()
+        if self._prepacked is None or getattr(self, "_prepacked_key", None) != key:
+            self._prepacked = torch.ops.quantized.linear_prepack(_per_channel(self.qweight, self.scale), self.bias)
+            self._prepacked_key = key
         return self._prepacked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +124,7 @@ class Int8Linear(nn.Module):
             raise TypeError(f"Int8Linear: input must be a float tensor, got {x.dtype}")
         if x.is_cpu and _fbgemm_available() and not (torch.is_grad_enabled() and x.requires_grad):
             y = torch.ops.quantized.linear_dynamic(x.reshape(-1, self.in_features).float(), self._packed_for_fbgemm(),
-                                                   False)
+                                                   _reduce_range())
             return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         w = self.qweight.float() * self.scale[:, None]
         return F.linear(x.float(), w, self.bias).to(x.dtype)

@@ -177,8 +177,11 @@ class PackedBitLinear(nn.Module):
         check_input(self, x)
         op = _INFERENCE_OPS.get((self.weight_kind, self.act_bits))
         norm = self.norm
+        bias = self.bias
         if (op is not None and x.is_cpu and self.packed_weight.is_cpu and not ops.is_compiling()
-                and not (torch.is_grad_enabled() and (x.requires_grad or (norm is not None and norm.weight.requires_grad)))):
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight_scale.requires_grad
+                                                      or (bias is not None and bias.requires_grad)
+                                                      or (norm is not None and norm.weight.requires_grad)))):
             # The inference call: straight to the kernel, which checks what it reads, takes x in
             # its own dtype and returns that dtype (no conversions around it, no autograd layer).
             with ops.below_autograd():
