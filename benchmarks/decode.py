@@ -20,6 +20,8 @@ threads, in one process:
   (matmul.py's probe), and each variant's % of it;
 * where a bitops token's time goes: the packed linear layers, the head, attention, the norms that
   stay outside the kernels, and the rest (transformers' Python, rotary embedding, residuals);
+* the same decode with a StaticCache and ``torch.compile(model.forward)`` (one graph per head;
+  its compile time is reported);
 * thread placement: bitops decode in child processes without and with
   ``OMP_PROC_BIND=close OMP_PLACES=cores``.
 
@@ -116,16 +118,39 @@ def prompt_ids(model, n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, model.config.vocab_size, (1, n), generator=torch.Generator().manual_seed(seed))
 
 
-def decode_steps(model, prompt: torch.Tensor, tokens: int) -> tuple[list, list]:
-    """Greedy decode after ``prompt``: (per-token seconds, token ids)."""
+STATIC_CACHE_LEN = 256  # one length for every compiled run, so its graph is reused
+
+
+class CompiledDecode:
+    """``torch.compile(model.forward)`` over a StaticCache (fixed shapes: one graph per head)."""
+
+    def __init__(self, model):
+        from transformers import StaticCache
+
+        self.forward = torch.compile(model.forward, dynamic=False)
+        self.cache = StaticCache(config=model.config, max_cache_len=STATIC_CACHE_LEN)
+
+
+def decode_steps(model, prompt: torch.Tensor, tokens: int, compiled: CompiledDecode | None = None) -> tuple[list, list]:
+    """Greedy decode after ``prompt``: (per-token seconds, token ids). The prompt runs eagerly;
+    with ``compiled`` the tokens run through its compiled forward and StaticCache."""
     times, ids = [], []
     with torch.inference_mode():
-        cache = new_cache(model)
+        if compiled is None:
+            cache = new_cache(model)
+        else:
+            cache = compiled.cache
+            cache.reset()
+            assert prompt.shape[1] + tokens <= STATIC_CACHE_LEN
         out = model(input_ids=prompt, cache=cache, use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-        for _ in range(tokens):
+        for i in range(tokens):
             t0 = time.perf_counter()
-            out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)
+            if compiled is None:
+                out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)
+            else:
+                pos = torch.tensor([prompt.shape[1] + i])
+                out = compiled.forward(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1, cache_position=pos)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             times.append(time.perf_counter() - t0)
             ids.append(int(nxt))
@@ -224,14 +249,14 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
-def measure_decode_interleaved(model, heads: dict, prompt, tokens: int, rounds: int) -> dict:
-    """Decode with each head in turn, ``rounds`` times; per variant all per-token times."""
-    per = {name: [] for name in heads}
+def measure_decode_interleaved(model, variants: dict, prompt, tokens: int, rounds: int) -> dict:
+    """Decode with each (head, compiled) variant in turn, ``rounds`` times; all per-token times."""
+    per = {name: [] for name in variants}
     tokens_seen = {}
     for _ in range(rounds):
-        for name, head in heads.items():
+        for name, (head, compiled) in variants.items():
             model.set_output_embeddings(head)
-            times, ids = decode_steps(model, prompt, tokens)
+            times, ids = decode_steps(model, prompt, tokens, compiled)
             per[name].append(times)
             tokens_seen[name] = ids
     return {"rounds": per, "tokens": tokens_seen}
@@ -393,11 +418,20 @@ def run(args) -> dict:
     bpt["bitops, int8 head"] = bytes_per_token(model)
     model.set_output_embeddings(bf16_head)
 
-    for name, head in heads.items():  # warm up both
+    decode_variants = {name: (head, None) for name, head in heads.items()}
+    if args.compile:
+        compiled = CompiledDecode(model)
+        for name, head in heads.items():
+            decode_variants[f"{name}, compiled"] = (head, compiled)
+    result["compile_s"] = {}
+    for name, (head, compiled) in decode_variants.items():  # warm up all (and compile: one graph per head)
         model.set_output_embeddings(head)
-        decode_steps(model, prompt, 3)
+        t0 = time.perf_counter()
+        decode_steps(model, prompt, 3, compiled)
+        if compiled is not None:
+            result["compile_s"][name] = time.perf_counter() - t0
     bandwidth.append(read_bandwidth(args.threads, 0.3))
-    dec = measure_decode_interleaved(model, heads, prompt, args.tokens, args.rounds)
+    dec = measure_decode_interleaved(model, decode_variants, prompt, args.tokens, args.rounds)
     bandwidth.append(read_bandwidth(args.threads, 0.3))
     pre = measure_prefill(model, heads, args.prefill, args.prefill_rounds, "bitops")
     model.set_output_embeddings(bf16_head)
@@ -408,18 +442,23 @@ def run(args) -> dict:
     result["read_bandwidth_bps"] = {"probes": bandwidth, "used": bw}
 
     variants = {}
-    for name in heads:
+    for name, (head, _) in decode_variants.items():
+        base = "bitops, int8 head" if head is int8_head else "bitops"
         per_round = [median(r) for r in dec["rounds"][name]]
         all_times = [t for r in dec["rounds"][name] for t in r]
         step = median(all_times)
-        floor = bpt[name] / bw
+        floor = bpt[base] / bw
         variants[name] = {"tokens_per_s": 1 / step, "decode_step_s": step, "per_round_median_s": per_round,
-                          "bytes_per_token": bpt[name], "floor_s": floor, "pct_floor": 100 * floor / step,
-                          "prefill_s": pre[name], "tokens": dec["tokens"][name][:16]}
-    rb = [median(r) for r in dec["rounds"]["bitops"]]
-    ri = [median(r) for r in dec["rounds"]["bitops, int8 head"]]
-    result["int8_head"]["speedup_per_round"] = [a / b for a, b in zip(rb, ri)]
-    result["int8_head"]["speedup"] = median(result["int8_head"]["speedup_per_round"])
+                          "bytes_per_token": bpt[base], "floor_s": floor, "pct_floor": 100 * floor / step,
+                          "prefill_s": pre[name] if name in pre else None, "tokens": dec["tokens"][name][:16]}
+    for suffix in ("", ", compiled"):
+        if f"bitops{suffix}" not in dec["rounds"]:
+            continue
+        rb = [median(r) for r in dec["rounds"][f"bitops{suffix}"]]
+        ri = [median(r) for r in dec["rounds"][f"bitops, int8 head{suffix}"]]
+        key = "speedup" + suffix.replace(", ", "_")
+        result["int8_head"][key + "_per_round"] = [a / b for a, b in zip(rb, ri)]
+        result["int8_head"][key] = median(result["int8_head"][key + "_per_round"])
     variants["before (every position's logits)"] = {"prefill_s": pre["before"]}
     if args.hf_tokens:
         t = result["transformers"]
@@ -428,7 +467,8 @@ def run(args) -> dict:
                                               "floor_s": t["bytes_per_token"] / bw,
                                               "pct_floor": 100 * t["bytes_per_token"] / bw * t["tokens_per_s"],
                                               "prefill_s": None, "tokens_measured": len(t["decode_s"])}
-    del model, heads, bf16_head, int8_head, hidden
+    del model, heads, bf16_head, int8_head, hidden, decode_variants
+    torch._dynamo.reset()
     gc.collect()
 
     if args.dense:
@@ -517,12 +557,17 @@ def report(res: dict) -> str:
     lines += [
         "",
         f"int8 head: {ih['speedup']:.2f}x the bf16 head's tokens/s (median of per-round ratios "
-        f"{', '.join(f'{x:.2f}' for x in ih['speedup_per_round'])}); its logits differ from the bf16 head's by at "
+        f"{', '.join(f'{x:.2f}' for x in ih['speedup_per_round'])})" +
+        (f", compiled {ih['speedup_compiled']:.2f}x" if "speedup_compiled" in ih else "") + "; its logits differ from the bf16 head's by at "
         f"most {ih['max_abs_logit_error']:.3f} (largest |logit| {ih['max_logit']:.2f}; per position at most "
         f"{100 * ih['max_rel_error_per_position']:.2f}% of the largest), argmax agrees at "
         f"{100 * ih['argmax_agree']:.0f}% of the prompt's positions.",
         "",
     ]
+    if res.get("compile_s"):
+        lines += [", ".join(f"{name}: compiled in {t:.0f} s" for name, t in res["compile_s"].items()) +
+                  " (StaticCache of 256 positions, `torch.compile(model.forward, dynamic=False)`, the first "
+                  "tokens included).", ""]
     pr = res["profile"]
     lines += [f"Where a bitops token's {pr['per_token_s'] * 1e3:.1f} ms go (bf16 head; wrapped module forwards, "
               "exclusive time; the wrappers add a little):", "", "| part | ms/token | share |", "|---|---:|---:|"]
@@ -576,6 +621,8 @@ def main(argv=None) -> int:
     p.add_argument("--hf-tokens", type=int, default=None, help="tokens through transformers' own path (default 2)")
     p.add_argument("--hf-prompt", type=int, default=8)
     p.add_argument("--no-dense", dest="dense", action="store_false")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip the StaticCache + torch.compile decode variants (about a minute of compiling each)")
     p.add_argument("--dense-tokens", type=int, default=16)
     p.add_argument("--placement-rounds", type=int, default=None, help="child-process rounds (default 1; quick 0)")
     p.add_argument("--llama-bench", default=None)
