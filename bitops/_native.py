@@ -53,25 +53,36 @@ class cpu_tuning:
 
     ``gemv_order``: the AVX-512 VNNI M = 1 ternary GEMV's read order, ``"tiles"`` (four weight rows
     at a time: measured best on AMD EPYC) or ``"rows"`` (one row at a time in memory order:
-    measured best on an Intel Xeon); None keeps the current one (by default chosen by the CPU's
-    vendor). Both give the same exact sums; other kernel sets ignore it.
+    measured best on an Intel Xeon); by default chosen by the CPU's vendor.
+    ``amx``: whether the ternary int8 GEMM (16 rows of x or more) runs its panels on AMX-INT8
+    where the CPU has it (default: yes). None keeps the current choice. Every choice gives the
+    same exact sums; kernel sets without these paths ignore them.
     """
 
     ORDERS = {"tiles": 0, "rows": 1}
 
-    def __init__(self, gemv_order: str | None = None):
+    def __init__(self, gemv_order: str | None = None, amx: bool | None = None):
         if gemv_order is not None and gemv_order not in self.ORDERS:
             raise ValueError(f"bitops: gemv_order must be 'tiles' or 'rows', got {gemv_order!r}")
-        self.gemv_order = gemv_order
+        self.gemv_order, self.amx = gemv_order, amx
 
     def __enter__(self):
-        self.saved = int(torch.ops.bitops.cpu_tuning())
-        if self.gemv_order is not None:
-            torch.ops.bitops.set_cpu_tuning(self.ORDERS[self.gemv_order])
+        self.saved = tuple(int(v) for v in torch.ops.bitops.cpu_tuning())
+        order = self.saved[0] if self.gemv_order is None else self.ORDERS[self.gemv_order]
+        amx = self.saved[1] if self.amx is None else int(bool(self.amx))
+        torch.ops.bitops.set_cpu_tuning(order, amx)
         return self
 
     def __exit__(self, *exc):
-        torch.ops.bitops.set_cpu_tuning(self.saved)
+        torch.ops.bitops.set_cpu_tuning(*self.saved)
+
+
+def amx_usable() -> bool:
+    """Whether this CPU and OS run bitops' AMX-INT8 panels."""
+    if not LOADED:
+        return False
+    with cpu_tuning(amx=True):
+        return bool(torch.ops.bitops.cpu_tuning()[1])
 
 
 class cuda_tuning:

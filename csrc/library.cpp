@@ -5,6 +5,7 @@
 #include <tuple>
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vnni_kernels.h"
+#include "kernels/cpu/amx_kernels.h"
 #include "tuning.h"
 
 namespace {
@@ -31,9 +32,15 @@ void set_cuda_tuning(int64_t gemv_max_m, int64_t gemv_fused) {
 }
 
 // The AVX-512 VNNI M = 1 GEMV's read order (vnni_kernels.h): 0 four rows at a time,
-// 1 rows in memory order, -1 the cpuid choice. cpu_tuning() gives the order in use.
-void set_cpu_tuning(int64_t gemv_order) { bitops::cpu::vnni::set_gemv_order(static_cast<int>(gemv_order)); }
-int64_t get_cpu_tuning() { return bitops::cpu::vnni::gemv_order(); }
+// 1 rows in memory order; and the AMX panels of the ternary GEMM (amx_kernels.h): 0 off,
+// 1 on where usable. -1: the automatic choice. cpu_tuning() gives the choices in use.
+void set_cpu_tuning(int64_t gemv_order, int64_t amx) {
+  bitops::cpu::vnni::set_gemv_order(static_cast<int>(gemv_order));
+  bitops::cpu::amx::set_enabled(static_cast<int>(amx));
+}
+std::tuple<int64_t, int64_t> get_cpu_tuning() {
+  return {bitops::cpu::vnni::gemv_order(), bitops::cpu::amx::enabled() ? 1 : 0};
+}
 
 std::tuple<int64_t, int64_t> get_cuda_tuning() {
   auto& t = bitops::glue::cuda_tuning();
@@ -79,8 +86,8 @@ TORCH_LIBRARY(bitops, m) {
   m.def("has_cuda() -> bool", &has_cuda);
   m.def("set_cuda_tuning(int gemv_max_m, int gemv_fused) -> ()", &set_cuda_tuning);
   m.def("cuda_tuning() -> (int, int)", &get_cuda_tuning);
-  m.def("set_cpu_tuning(int gemv_order) -> ()", &set_cpu_tuning);
-  m.def("cpu_tuning() -> int", &get_cpu_tuning);
+  m.def("set_cpu_tuning(int gemv_order, int amx) -> ()", &set_cpu_tuning);
+  m.def("cpu_tuning() -> (int, int)", &get_cpu_tuning);
 }
 
 

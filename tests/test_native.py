@@ -209,3 +209,37 @@ def test_cpu_tuning_refuses_unknown_orders():
 
     with pytest.raises(ValueError, match="gemv_order"):
         cpu_tuning(gemv_order="zigzag")
+
+
+AMX = VNNI and __import__("bitops._native", fromlist=["amx_usable"]).amx_usable()
+
+
+@pytest.mark.skipif(not AMX, reason="needs AMX-INT8 (the ternary GEMM's AMX panels)")
+@given(m=st.one_of(st.sampled_from([16, 17, 31, 32, 255, 256, 257, 300]), st.integers(16, 600)),
+       n=st.one_of(ns, st.integers(60, 200)), k=ks, seed=seeds, extremes=st.booleans())
+def test_amx_panels_bit_exact(m, n, k, seed, extremes):
+    from bitops._native import cpu_tuning
+
+    xq = random_int8(m, k, seed, extremes)
+    packed = ref.pack_ternary(random_ternary(n, k, seed + 1)).qdata
+    want = ref.ternary_matmul_int(xq, packed, k)
+    with cpu_tuning(amx=True):
+        assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), want)
+    with cpu_tuning(amx=False):
+        assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), want)
+
+
+@pytest.mark.skipif(not AMX, reason="needs AMX-INT8 (the ternary GEMM's AMX panels)")
+def test_amx_panels_linear_and_code_3():
+    from bitops._native import cpu_tuning
+
+    k, n = 1000, 70
+    x = torch.randn(300, k).bfloat16()
+    packed = ref.pack_ternary(random_ternary(n, k, 3)).qdata.clone()
+    gamma = torch.rand(n) + 0.1
+    with cpu_tuning(amx=True):
+        assert torch.equal(bitops.ternary_linear(x, packed, gamma, in_features=k),
+                           ref.ternary_linear(x, packed, gamma, in_features=k).to(torch.bfloat16))
+        packed[n - 1, 100] |= 0x30  # code 3 in the last row
+        with pytest.raises(ValueError, match="corrupt|code 3"):
+            torch.ops.bitops.ternary_matmul_int(random_int8(40, k, 4), packed, k)

@@ -20,6 +20,7 @@
 
 #include "../../csrc/kernels/cpu/cpu_kernels.h"
 #include "../../csrc/kernels/cpu/vnni_kernels.h"
+#include "../../csrc/kernels/cpu/amx_kernels.h"
 #include "reference.h"
 
 namespace {
@@ -551,6 +552,11 @@ int main(int argc, char** argv) {
                                                                               : bitops::cpu::vnni::kGemvTiles4);
       check_table(*tables.back(), p);
       bitops::cpu::vnni::set_gemv_order(order);
+      if (bitops::cpu::amx::usable()) {  // and the ternary GEMM without its AMX panels
+        bitops::cpu::amx::set_enabled(0);
+        check_table(*tables.back(), p);
+        bitops::cpu::amx::set_enabled(-1);
+      }
     }
   };
   for (int64_t k : ks)

@@ -19,6 +19,7 @@
 // Include only after dot_tiles.h and gemm_i8_tiles.h (same rules), and after
 // vnni_kernels.h.
 #pragma once
+#include "amx_kernels.h"
 
 namespace bitops::cpu::ymm {
 namespace {
@@ -117,12 +118,37 @@ inline void dpbusd_panel_rows(const uint8_t* codes, int64_t kp, int64_t np, cons
 // vnni::kMaxRows at a time; the sums stay in zmm registers (no scratch).
 struct DpbusdPanel {
   static constexpr int64_t kScratchBytes = 0;
+  static int64_t scratch_bytes(int64_t, int64_t) { return 0; }
+  static void prepare(const int8_t*, int64_t, const int8_t*, Tile, int64_t, __m256i*) {}
   static void run(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
                   const int64_t* sums, int64_t k, Tile t, int64_t p0, int64_t scale, const Epilogue& e, __m256i*) {
     for (int64_t m = t.m0; m < t.m1; m += vnni::kMaxRows) {
       const int mr = t.m1 - m < vnni::kMaxRows ? static_cast<int>(t.m1 - m) : vnni::kMaxRows;
       dpbusd_panel_rows(codes, kp, np, xq, tails, sums, k, m, mr, t.m0, p0, scale, e);
     }
+  }
+};
+
+// The decoded-panel inner kernel on AMX-INT8 (amx_kernels.h): x laid out once per
+// call in TDPBUSD's B tiles (prepare), then every panel against all rows of x in
+// int32 tiles; the tile sums go through the same epilogue as DpbusdPanel's.
+struct AmxPanel {
+  static int64_t groups(int64_t mrows) { return (mrows + 15) / 16; }
+  static int64_t scratch_bytes(int64_t mrows, int64_t kp) {
+    return amx::x_tiles_bytes(mrows, kp) + kPanelRows * groups(mrows) * 16 * 4;
+  }
+  static void prepare(const int8_t* xq, int64_t k, const int8_t* tails, Tile t, int64_t kp, __m256i* scratch) {
+    amx::layout_x(xq + t.m0 * k, k, k / kBlock, tails, t.m1 - t.m0, kp, reinterpret_cast<int8_t*>(scratch));
+  }
+  static void run(const uint8_t* codes, int64_t kp, int64_t np, const int8_t*, const int8_t*, const int64_t* sums,
+                  int64_t, Tile t, int64_t p0, int64_t scale, const Epilogue& e, __m256i* scratch) {
+    const int64_t mrows = t.m1 - t.m0, ldo = groups(mrows) * 16;
+    const int8_t* x_tiles = reinterpret_cast<const int8_t*>(scratch);
+    int32_t* out = reinterpret_cast<int32_t*>(reinterpret_cast<int8_t*>(scratch) + amx::x_tiles_bytes(mrows, kp));
+    amx::panel_products(codes, kp, x_tiles, groups(mrows), out, ldo);
+    for (int64_t j = 0; j < np; ++j)
+      for (int64_t r = 0; r < mrows; ++r)
+        store_int(e, t.m0 + r, p0 + j, static_cast<int32_t>(scale * int64_t(out[j * ldo + r]) - sums[r]));
   }
 };
 

@@ -139,6 +139,8 @@ __attribute__((noinline)) void maddubs_panel_rows(const uint8_t* codes, int64_t 
 // one at a time, the int32 tile sums in `acc` (kScratchBytes of the allocation).
 struct MaddubsPanel {
   static constexpr int64_t kScratchBytes = kPanelRows * kGemmMR * 32;
+  static int64_t scratch_bytes(int64_t, int64_t) { return kScratchBytes; }
+  static void prepare(const int8_t*, int64_t, const int8_t*, Tile, int64_t, __m256i*) {}
   static void run(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq, const int8_t* tails,
                   const int64_t* sums, int64_t k, Tile t, int64_t p0, int64_t scale, const Epilogue& e, __m256i* acc) {
     int64_t m = t.m0;
@@ -159,7 +161,7 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
   // inner kernel's scratch (the AVX2 one's int32 tile sums; the VNNI one keeps
   // them in registers and needs none).
   const int64_t codes_bytes = kPanelRows * kp, tails_bytes = (mrows * kBlock + 63) / 64 * 64;
-  const int64_t sums_bytes = (mrows * 8 + 63) / 64 * 64, acc_bytes = Panel::kScratchBytes;
+  const int64_t sums_bytes = (mrows * 8 + 63) / 64 * 64, acc_bytes = (Panel::scratch_bytes(mrows, kp) + 63) / 64 * 64;
   uint8_t* mem = static_cast<uint8_t*>(std::aligned_alloc(64, codes_bytes + tails_bytes + sums_bytes + acc_bytes));
   if (!mem) return gemm<Path>(dec, xq, w, k, t, e);  // no memory: the path that needs none
   uint8_t* codes = mem;
@@ -171,6 +173,7 @@ bool gemm_i8_decoded(const Dec& dec, const int8_t* xq, const uint8_t* w, int64_t
     sums[r] = row_sum_i8(x, k);
     for (int64_t c = 0; c < kBlock; ++c) tails[r * kBlock + c] = c < rem ? x[full * kBlock + c] : 0;
   }
+  Panel::prepare(xq, k, tails, t, kp, acc);
   bool ok = true;
   for (int64_t p0 = t.n0; p0 < t.n1 && ok; p0 += kPanelRows) {
     const int64_t np = p0 + kPanelRows < t.n1 ? kPanelRows : t.n1 - p0;
