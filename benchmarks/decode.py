@@ -12,7 +12,7 @@ threads, in one process:
 * decode: per-token latency, the median over >= 64 greedy tokens after a prompt of 32, for bitops
   with the head as stored (bf16) and with the int8 head, in interleaved rounds;
 * prefill of 128 and 512 tokens, the logits of the last position only (as ``generate`` needs),
-  and "before": the same model computing every position's logits, as a plain ``model(ids)`` did;
+  and "before": every position's logits (a plain ``model(ids)``) without the AMX panels;
 * transformers' own BitLinear path (a few tokens: it unpacks every weight on every call), and
   the dense bf16 ``nn.Linear`` model of the same architecture;
 * the per-token memory floor: the bytes a decoded token reads as stored (every linear weight and
@@ -52,6 +52,8 @@ sys.path.insert(0, str(HERE))
 import bitops  # noqa: E402
 from bitnet_model import BITNET_2B4T, BITNET_QUICK, build, stored_bytes  # noqa: E402
 from matmul import machine_info, read_bandwidth, release_probe_buffer  # noqa: E402
+
+from bitops._native import cpu_tuning  # noqa: E402
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -272,7 +274,8 @@ def measure_prefill(model, heads: dict, lengths, rounds: int, before_head: str) 
                 model.set_output_embeddings(head)
                 out.setdefault(name, {}).setdefault(p, []).append(prefill_s(model, ids))
             model.set_output_embeddings(heads[before_head])
-            out.setdefault("before", {}).setdefault(p, []).append(prefill_s(model, ids, last_only=False))
+            with cpu_tuning(amx=False):  # bitops before this change: VNNI panels, every position's logits
+                out.setdefault("before", {}).setdefault(p, []).append(prefill_s(model, ids, last_only=False))
     return {name: {p: median(v) for p, v in d.items()} for name, d in out.items()}
 
 
@@ -459,7 +462,7 @@ def run(args) -> dict:
         key = "speedup" + suffix.replace(", ", "_")
         result["int8_head"][key + "_per_round"] = [a / b for a, b in zip(rb, ri)]
         result["int8_head"][key] = median(result["int8_head"][key + "_per_round"])
-    variants["before (every position's logits)"] = {"prefill_s": pre["before"]}
+    variants["before (every position's logits, no AMX)"] = {"prefill_s": pre["before"]}
     if args.hf_tokens:
         t = result["transformers"]
         variants["transformers BitLinear"] = {"tokens_per_s": t["tokens_per_s"], "decode_step_s": 1 / t["tokens_per_s"],
@@ -524,7 +527,8 @@ def report(res: dict) -> str:
         f"{bw / 1e9:.1f} GB/s. Floor = bytes a decoded token reads as stored / that bandwidth. Decode: median "
         f"per-token latency over {res['decode_tokens']} greedy tokens after a prompt of {res['prompt']}, "
         f"{res['rounds']} interleaved rounds. Prefill: the logits of the last position only, medians of "
-        f"interleaved rounds; \"before\" computes every position's logits, as a plain `model(ids)` call does.",
+        f"interleaved rounds; \"before\" is bitops as it was before this benchmark existed: every position's "
+        f"logits (a plain `model(ids)` call) and the ternary GEMM without its AMX panels.",
         "",
         "| variant | tokens/s | ms/token | bytes/token | floor | % floor | " +
         " | ".join(f"prefill {p}" for p in res["prefill_lengths"]) + " |",
@@ -543,6 +547,12 @@ def report(res: dict) -> str:
         lb = res["llama_bench"]
         lines.append(f"| llama-bench ({lb.get('command', '')}) | {lb.get('tokens_per_s', '—')} | | | | | "
                      f"{lb.get('prefill_tokens_per_s', '—')} tokens/s (512) |")
+    before = next((r for n, r in v.items() if n.startswith("before")), None)
+    if before and "bitops" in v:
+        get = lambda d, p: d.get(p, d.get(str(p)))  # noqa: E731  (JSON keys are strings)
+        lines += ["", "Prefill, before / now (bitops, bf16 head): " + ", ".join(
+            f"{p} tokens {get(before['prefill_s'], p) / get(v['bitops']['prefill_s'], p):.2f}x"
+            for p in res["prefill_lengths"]) + "."]
     c = res["convert"]
     lines += [
         "",
@@ -609,6 +619,14 @@ def plot(res: dict, path: Path) -> None:
     ax[1].set_title("bitops decode: where a token's time goes", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def rerender(json_path: str) -> None:
+    """Rewrites the .md (and .png) next to a results JSON with this file's report (no measuring)."""
+    path = Path(json_path)
+    res = json.loads(path.read_text())
+    path.with_suffix(".md").write_text(report(res))
+    plot(res, path.with_suffix(".png"))
 
 
 def main(argv=None) -> int:
