@@ -96,7 +96,7 @@ def bytes_per_token(model) -> int:
     head = model.get_output_embeddings()
     total, seen = 0, set()
     for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() in seen or t.dim() == 0 and t.numel() == 0:
+        if t.data_ptr() in seen:
             continue
         seen.add(t.data_ptr())
         total += t.numel() * t.element_size()

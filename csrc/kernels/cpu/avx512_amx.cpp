@@ -20,7 +20,6 @@ constexpr int kArchReqXcompPerm = 0x1023;
 constexpr int kXfeatureXtiledata = 18;
 
 bool request_tile_data() {
-  __builtin_cpu_init();
   unsigned a, b, c, d;
   __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
   const bool tile = d & (1u << 24), int8 = d & (1u << 25);
