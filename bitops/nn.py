@@ -22,7 +22,7 @@ from torch import nn
 
 from .int8_linear import Int8Linear
 from .packed_linear import PackedBitLinear, check_input, describe, make_norm, normalize_input
-from .bit_linear import bit_linear, quantize_weight
+from .bit_linear import bit_linear, check_backward, quantize_weight
 from .config import check_config
 from .packed import PackedWeight
 
@@ -42,6 +42,10 @@ class BitLinear(nn.Module):
             2-feature input the scale is much of what a logic gate needs: (1, 1) and (0.5, 0.5)
             become the same input, (0, 0) becomes 0 whatever the weights. It is a model-level
             choice for wide transformer layers, not part of a drop-in linear layer.
+        backward: ``"exact"`` (default): the straight-through gradient, in float32. ``"int8"``:
+            a different, cheaper estimator: ``grad_x`` on the int8 kernels from ``grad_y``
+            quantized per row to int8 (the SwitchBack recipe); ``grad_W`` stays exact. It
+            changes gradients, not outputs (see :mod:`bitops.bit_linear`).
 
     Inputs may be float32 or bfloat16 (or float16) with any leading dimensions; the output has
     the input's dtype. ``act_bits=8`` quantizes each row of the last dimension separately.
@@ -57,9 +61,12 @@ class BitLinear(nn.Module):
         norm: bool = False,
         device=None,
         dtype=None,
+        backward: str = "exact",
     ):
         super().__init__()
         check_config(weight, act_bits)
+        check_backward(backward)
+        self.backward_mode = backward
         factory = {"device": device, "dtype": dtype}
         self.in_features, self.out_features = in_features, out_features
         self.weight_kind, self.act_bits = weight, act_bits
@@ -77,7 +84,8 @@ class BitLinear(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, weight: str = "ternary", act_bits=8, norm: bool = False) -> BitLinear:
+    def from_linear(cls, linear: nn.Linear, weight: str = "ternary", act_bits=8, norm: bool = False,
+                    backward: str = "exact") -> BitLinear:
         """A BitLinear with ``linear``'s weights, device, dtype and train/eval mode."""
         w = linear.weight
         module = cls(
@@ -89,6 +97,7 @@ class BitLinear(nn.Module):
             norm=norm,
             device=w.device,
             dtype=w.dtype,
+            backward=backward,
         )
         with torch.no_grad():
             module.weight.copy_(w)
@@ -102,7 +111,8 @@ class BitLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         quantized = None if self.training else self.packed_weights()
-        y = bit_linear(normalize_input(self.norm, x), self.weight, self.bias, self.weight_kind, self.act_bits, quantized)
+        y = bit_linear(normalize_input(self.norm, x), self.weight, self.bias, self.weight_kind, self.act_bits, quantized,
+                       self.backward_mode)
         return y.to(x.dtype)
 
     # ------------------------------------------------------------------ packed weights
@@ -141,12 +151,16 @@ class BitLinear(nn.Module):
         return PackedBitLinear.from_packed(packed, bias, self.act_bits, norm).train(self.training)
 
     def extra_repr(self) -> str:
-        return describe(self)
+        return describe(self) + ("" if self.backward_mode == "exact" else f", backward={self.backward_mode}")
 
     def __getstate__(self):  # pickling and deepcopy: the cache is derived data, leave it out
         state = self.__dict__.copy()
         state["_packed_cache"] = None
         return state
+
+    def __setstate__(self, state):
+        state.setdefault("backward_mode", "exact")  # pickled before the backward modes existed
+        super().__setstate__(state)
 
 
 # --------------------------------------------------------------------------- whole models
@@ -177,6 +191,7 @@ def convert(
     act_bits=8,
     norm: bool = False,
     skip: SkipSpec = None,
+    backward: str = "exact",
 ) -> nn.Module:
     """Replaces every ``nn.Linear`` in ``model`` with a :class:`BitLinear` holding its weights.
 
@@ -190,6 +205,7 @@ def convert(
     ``nn.Linear``. Shared layers stay shared.
     """
     check_config(weight, act_bits)
+    check_backward(backward)
     should_skip, names = _skip_rule(skip)
     if isinstance(model, nn.Linear):
         sites = [(None, "", "", model)]
@@ -213,7 +229,8 @@ def convert(
         if name in skipped:
             continue
         if id(linear) not in converted:
-            converted[id(linear)] = BitLinear.from_linear(linear, weight=weight, act_bits=act_bits, norm=norm)
+            converted[id(linear)] = BitLinear.from_linear(linear, weight=weight, act_bits=act_bits, norm=norm,
+                                                           backward=backward)
         if parent is None:
             return converted[id(linear)]
         setattr(parent, child_name, converted[id(linear)])

@@ -23,6 +23,7 @@ __all__ = [
     "binary_quantize",
     "quantize_activations",
     "binarize_activations",
+    "quantize_pack",
     "pack_ternary",
     "unpack_ternary",
     "pack_binary",
@@ -110,6 +111,34 @@ def pack_ternary(wq: torch.Tensor, gamma: torch.Tensor | None = None) -> PackedW
 def pack_binary(wq: torch.Tensor, beta: torch.Tensor | None = None) -> PackedWeight:
     """int8 ``[N, K]`` in {-1, +1} -> :class:`PackedWeight` (bits, ``uint8 [N, binary_row_bytes(K)]``)."""
     return _packed("binary", wq, beta)
+
+
+def quantize_pack(kind: str, w: torch.Tensor, transposed: bool = False):
+    """Quantizes a float weight ``[N, K]`` (absmean ternary, or sign) and packs it: a
+    :class:`PackedWeight` with its scale, bit-identical to ``pack_*(*{kind}_quantize(w))``;
+    with ``transposed``, also the packed ``W^T`` (``[K, N]``, same scale): the weights of
+    ``grad_x = grad_y @ W`` on the packed kernels. On the CPU one pass over w does both.
+    """
+    _check_tensor(w, "w")
+    if kind == "ternary":
+        scale, divisor = ref.absmean(w)
+    elif kind == "binary":
+        ref._check_float(w, "w")
+        scale = w.float().abs().mean()
+    else:
+        raise ValueError(f"bitops: weight must be 'ternary' or 'binary', got {kind!r}")
+    if w.is_cpu and LOADED:
+        if kind == "ternary":
+            parts = torch.ops.bitops.quantize_pack_ternary(w, divisor, transposed)
+        else:
+            parts = torch.ops.bitops.quantize_pack_binary(w, transposed)
+        packed = [PackedWeight._trusted(kind, q, k, scale) for q, k in zip(parts, w.shape[::-1])]
+    else:
+        wq, _ = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(w)
+        packed = [_packed(kind, wq, scale)]
+        if transposed:
+            packed.append(_packed(kind, wq.T.contiguous(), scale))
+    return tuple(packed) if transposed else packed[0]
 
 
 def unpack_ternary(packed, k: int | None = None) -> torch.Tensor:
@@ -253,6 +282,28 @@ if LOADED:
     @torch.library.register_fake("bitops::pack_binary")
     def _(wq):
         return wq.new_empty((wq.shape[0], ref.binary_row_bytes(wq.shape[1])), dtype=torch.uint8)
+
+    def _quantize_pack_fake(w, transposed, row_bytes):
+        n, k = w.shape
+        parts = [w.new_empty((n, row_bytes(k)), dtype=torch.uint8)]
+        if transposed:
+            parts.append(w.new_empty((k, row_bytes(n)), dtype=torch.uint8))
+        return parts
+
+    @torch.library.register_fake("bitops::quantize_pack_ternary")
+    def _(w, divisor, transposed):
+        return _quantize_pack_fake(w, transposed, ref.ternary_row_bytes)
+
+    @torch.library.register_fake("bitops::quantize_pack_binary")
+    def _(w, transposed):
+        return _quantize_pack_fake(w, transposed, ref.binary_row_bytes)
+
+    def _linear_and_act_fake(x, packed, scale, bias):
+        return (x.new_empty(_lead(x, packed.shape[0])), x.new_empty(x.shape, dtype=torch.int8),
+                x.new_empty(x.shape[:-1], dtype=torch.float32))
+
+    for _name in ("ternary_linear_i8_and_act", "binary_linear_i8_and_act"):
+        torch.library.register_fake(f"bitops::{_name}")(_linear_and_act_fake)
 
     @torch.library.register_fake("bitops::pack_ternary_from_hf")
     def _(weight, out_features):

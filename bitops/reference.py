@@ -21,6 +21,7 @@ BINARY_BLOCK_BYTES = 32
 
 __all__ = [
     "ternary_quantize",
+    "absmean",
     "binary_quantize",
     "quantize_activations",
     "binarize_activations",
@@ -121,21 +122,29 @@ def ternary_quantize(w: torch.Tensor, per_channel: bool = False):
     """absmean ternary quantisation (BitNet b1.58).
 
     ``gamma = mean(|W|)`` (whole tensor, or per output row when ``per_channel``),
-    ``Wq = clamp(round(W / max(gamma, eps)), -1, 1)`` as int8; ``W ~ gamma * Wq``.
+    ``Wq = clamp(round(W / max(gamma, eps)), -1, 1)`` as int8 (NaN weights: 0); ``W ~ gamma * Wq``.
     Returns ``(wq int8, gamma float32)``; gamma is a 0-d tensor or ``[N]``.
     """
+    wf = w.float()
+    gamma, denom = absmean(w, per_channel)
+    if per_channel:
+        denom = denom[:, None]
+    wq = torch.round(wf / denom).clamp_(-1, 1).nan_to_num_(0.0).to(torch.int8)  # NaN -> 0
+    return wq, gamma
+
+
+def absmean(w: torch.Tensor, per_channel: bool = False):
+    """The scale of :func:`ternary_quantize`: ``(gamma, divisor)``, ``gamma = mean(|W|)`` (whole
+    tensor, or per output row) and ``divisor = max(gamma, eps)``, both float32."""
     _check_float(w, "w")
     wf = w.float()
     if per_channel:
         if wf.dim() != 2:
             raise ValueError(f"per_channel quantisation needs a 2-D weight, got shape {tuple(w.shape)}")
         gamma = wf.abs().mean(dim=1)
-        denom = gamma.clamp_min(EPS)[:, None]
     else:
         gamma = wf.abs().mean()
-        denom = gamma.clamp_min(EPS)
-    wq = torch.round(wf / denom).clamp_(-1, 1).to(torch.int8)
-    return wq, gamma
+    return gamma, gamma.clamp_min(EPS)
 
 
 def binary_quantize(w: torch.Tensor, per_channel: bool = False):

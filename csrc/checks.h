@@ -39,6 +39,12 @@ inline void check_storage(const at::Tensor& t, const char* name) {
               t.has_storage() ? t.storage().nbytes() : 0, " (was it resized or freed?)");
 }
 
+// Every input of a CPU op passes here: on the CPU, and its data really there.
+inline void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
+  check_storage(t, name);
+}
+
 inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* name_a, const char* name_b) {
   TORCH_CHECK_VALUE(a.device() == b.device(), "bitops: ", name_a, " and ", name_b, " must be on the same device, got ",
               a.device(), " and ", b.device());
@@ -75,6 +81,9 @@ inline void check_last_dim(const at::Tensor& x, int64_t k, const char* name) {
 }
 
 // Output shape [..., n] for an input of shape [..., k].
+// The shape of one value per row of x: x's shape without its last dimension.
+inline std::vector<int64_t> row_shape(const at::Tensor& x) { return {x.sizes().begin(), x.sizes().end() - 1}; }
+
 inline std::vector<int64_t> out_shape(const at::Tensor& x, int64_t n) {
   auto shape = x.sizes().vec();
   shape.back() = n;

@@ -17,12 +17,6 @@ using cpu::Tile;
 
 const cpu::KernelTable& K() { return cpu::active_kernels(); }
 
-// Every input passes here: on the CPU, and its data really there.
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), "bitops: ", name, " must be a CPU tensor here, got ", t.device());
-  check_storage(t, name);
-}
-
 // Work per parallel chunk at least ~64K multiply-adds, so small problems stay on one thread.
 int64_t grain_for(int64_t per_item_work) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, per_item_work)); }
 
@@ -430,18 +424,26 @@ struct LinearCall {
   at::Tensor result(const at::Tensor& x) const { return out.reshape(out_shape(x, n)); }
 };
 
-at::Tensor ternary_i8(LinearCall& c, const at::Tensor& x) {
+// y, and the int8 activations it multiplied (xq [..., k], s [...]).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_i8(LinearCall& c, const at::Tensor& x) {
   auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
   c.e.s = s.data_ptr<float>();
   const bool ok = c.run(c.k, [&](Tile t) {
     return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
   }, ternary_tiles_per_thread(c.m, c.k));
   if (!ok) raise_corrupt("packed");
-  return c.result(x);
+  return {c.result(x), xq.reshape(x.sizes()), s.reshape(row_shape(x))};
 }
 
 at::Tensor ternary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
                              const std::optional<at::Tensor>& bias) {
+  LinearCall c(x, packed, gamma, bias, true, "gamma");
+  return std::get<0>(ternary_i8(c, x));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_i8_and_act(const at::Tensor& x, const at::Tensor& packed,
+                                                                         const at::Tensor& gamma,
+                                                                         const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, gamma, bias, true, "gamma");
   return ternary_i8(c, x);
 }
@@ -451,7 +453,7 @@ at::Tensor ternary_linear_i8_norm(const at::Tensor& x, const at::Tensor& packed,
                                   const std::optional<at::Tensor>& bias, const at::Tensor& norm_weight, double eps) {
   LinearCall c(x, packed, gamma, bias, true, "gamma");
   c.set_norm(norm_weight, eps);
-  return ternary_i8(c, x);
+  return std::get<0>(ternary_i8(c, x));
 }
 
 at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma,
@@ -465,8 +467,9 @@ at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const
   return c.result(x);
 }
 
-at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
-                            const std::optional<at::Tensor>& bias) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_linear_i8_and_act(const at::Tensor& x, const at::Tensor& packed,
+                                                                        const at::Tensor& beta,
+                                                                        const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
   auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
   c.e.s = s.data_ptr<float>();
@@ -474,7 +477,12 @@ at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const
     K().binary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;
   });
-  return c.result(x);
+  return {c.result(x), xq.reshape(x.sizes()), s.reshape(row_shape(x))};
+}
+
+at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
+                            const std::optional<at::Tensor>& bias) {
+  return std::get<0>(binary_linear_i8_and_act(x, packed, beta, bias));
 }
 
 at::Tensor binary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
@@ -515,6 +523,8 @@ TORCH_LIBRARY_IMPL(bitops, CPU, m) {
   m.impl("ternary_matmul_int", ternary_matmul_int);
   m.impl("binary_matmul_int", binary_matmul_int);
   m.impl("ternary_linear_i8", ternary_linear_i8);
+  m.impl("ternary_linear_i8_and_act", ternary_linear_i8_and_act);
+  m.impl("binary_linear_i8_and_act", binary_linear_i8_and_act);
   m.impl("ternary_linear_i8_norm", ternary_linear_i8_norm);
   m.impl("ternary_linear_f", ternary_linear_f);
   m.impl("binary_linear_i8", binary_linear_i8);

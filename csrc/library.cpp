@@ -73,11 +73,19 @@ TORCH_LIBRARY(bitops, m) {
   // -1 if packed is in canonical form (pack(unpack(packed)) == packed), else its first bad row.
   m.def("validate_ternary(Tensor packed, int k) -> int");
   m.def("validate_binary(Tensor packed, int k) -> int");
+  // A training step's weight quantisation and packing in one pass over w (float [N, K]):
+  // ternary codes clamp(round(w / divisor), -1, 1), binary signs; [packed] or, with
+  // transposed, [packed, packed W^T] (uint8 [K, row_bytes(N)]: the weights of grad_x).
+  m.def("quantize_pack_ternary(Tensor w, Tensor divisor, bool transposed) -> Tensor[]");
+  m.def("quantize_pack_binary(Tensor w, bool transposed) -> Tensor[]");
   m.def("ternary_matmul_int(Tensor xq, Tensor packed, int k) -> Tensor");
   m.def("binary_matmul_int(Tensor xbits, Tensor wbits, int k) -> Tensor");
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   // RMSNorm of x (bitops.reference.rms_norm: weight [k], eps) fused in front of ternary_linear_i8.
   m.def("ternary_linear_i8_norm(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor norm_weight, float eps) -> Tensor");
+  // The same, also returning the int8 activations it multiplied (xq, s): what grad_W needs.
+  m.def("ternary_linear_i8_and_act(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> (Tensor, Tensor, Tensor)");
+  m.def("binary_linear_i8_and_act(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> (Tensor, Tensor, Tensor)");
   m.def("ternary_linear_f(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   m.def("binary_linear_i8(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");
   m.def("binary_linear_f(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");

@@ -206,7 +206,8 @@ namespace bitops::cpu {
 const PackTable* avx2_pack_kernels() {
   static const PackTable table{"cpu-avx2",          avx2::pack_ternary,     avx2::unpack_ternary,
                                avx2::pack_binary,   avx2::unpack_binary,    avx2::validate_ternary,
-                               avx2::validate_binary};
+                               avx2::validate_binary,   avx2::quantize_ternary_weights,
+                               avx2::quantize_binary_weights};
   return &table;
 }
 

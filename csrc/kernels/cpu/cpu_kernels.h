@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include "../epilogue.h"
+#include "weight_quantize.h"
 
 namespace bitops::cpu {
 
@@ -86,6 +87,8 @@ struct PackTable {
   UnpackBinaryFn unpack_binary;
   ValidateFn validate_ternary;
   ValidateFn validate_binary;
+  QuantizeTernaryWeightsFn quantize_ternary_weights;
+  QuantizeBinaryWeightsFn quantize_binary_weights;
 };
 
 const PackTable& scalar_pack_kernels();    // pack.cpp

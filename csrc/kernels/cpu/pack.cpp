@@ -77,7 +77,8 @@ int64_t validate_binary(const uint8_t* packed, int64_t k, int64_t n0, int64_t n1
 
 const PackTable& scalar_pack_kernels() {
   static const PackTable table{"cpu-scalar", pack_ternary,     unpack_ternary, pack_binary,
-                               unpack_binary, validate_ternary, validate_binary};
+                               unpack_binary, validate_ternary, validate_binary,
+                               quantize_ternary_weights, quantize_binary_weights};
   return table;
 }
 

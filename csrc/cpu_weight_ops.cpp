@@ -1,0 +1,108 @@
+// CPU glue of the training step's weight quantisation: quantize and pack a float
+// weight in one pass over it (and, for grad_x through the packed kernels, its
+// transpose in the same pass). The math is in kernels/cpu/weight_quantize.h.
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <atomic>
+#include <vector>
+#include "checks.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace bitops::glue {
+namespace {
+
+const cpu::PackTable& P() { return cpu::active_pack_kernels(); }
+
+// Rows go in chunks of 256: a whole block of the transposed rows for both formats
+// (ternary 2 x 128 weights, binary 256 bits), so each chunk owns the bytes it writes.
+constexpr int64_t kChunkRows = 256;
+// Columns of a chunk transposed at a time: the transposed codes (cols x 256 bytes) stay in L1.
+constexpr int64_t kTransposeCols = 64;
+
+// Runs fn(n0, n1) over the chunks of [0, n), dynamically (a thread on a busy core takes fewer);
+// one thread below ~1 MiB of weights, where waking a second costs more than it saves.
+template <class F>
+void for_chunks(int64_t n, int64_t k, F&& fn) {
+  const int64_t chunks = (n + kChunkRows - 1) / kChunkRows;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  if (chunks <= 1 || threads == 1 || n * k * 4 < (int64_t(1) << 20)) {
+    for (int64_t c = 0; c < chunks; ++c) fn(c * kChunkRows, std::min(n, (c + 1) * kChunkRows));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < chunks; c = next++) fn(c * kChunkRows, std::min(n, (c + 1) * kChunkRows));
+  });
+}
+
+at::Tensor float_weights(const at::Tensor& w_in) {
+  check_cpu(w_in, "w");
+  check_float_input(w_in, "w");
+  TORCH_CHECK_VALUE(w_in.dim() == 2, "bitops: w must be 2-D [N, K], got shape ", w_in.sizes());
+  check_k(w_in.size(1));
+  return w_in.contiguous().to(at::kFloat);
+}
+
+// Quantises w with quantize(w, n0, n1, codes), packs rows [n0, n1) into packed and, if
+// packed_t is defined, the same weights as columns [n0, n1) of packed W^T.
+template <class Quantize>
+std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool transposed, Quantize&& quantize) {
+  const int64_t n = w.size(0), k = w.size(1);
+  if (transposed) {
+    TORCH_CHECK_VALUE(n <= kMaxK, "bitops: w has ", n, " rows, more than the ", kMaxK,
+                      " a transposed packed weight can reduce over");
+  }
+  auto row_bytes = [&](int64_t len) { return ternary ? ternary_row_bytes(len) : binary_row_bytes(len); };
+  auto pack = ternary ? P().pack_ternary : P().pack_binary;
+  at::Tensor packed = at::empty({n, row_bytes(k)}, w.options().dtype(at::kByte));
+  at::Tensor packed_t = transposed ? at::empty({k, row_bytes(n)}, w.options().dtype(at::kByte)) : at::Tensor();
+  const float* src = w.data_ptr<float>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  uint8_t* dst_t = transposed ? packed_t.data_ptr<uint8_t>() : nullptr;
+  const int64_t rb = row_bytes(k), rb_t = transposed ? row_bytes(n) : 0;
+  // byte offset of column n0 in a transposed row: n0 is a multiple of 256
+  const int64_t bits_per_weight = ternary ? 2 : 1;
+  for_chunks(n, k, [&](int64_t n0, int64_t n1) {
+    const int64_t rows = n1 - n0;
+    std::vector<int8_t> codes(rows * k);
+    quantize(src, k, n0, n1, codes.data());
+    pack(codes.data(), k, 0, rows, dst + n0 * rb);  // values are in the format: never fails
+    if (!transposed) return;
+    std::vector<int8_t> cols(kTransposeCols * rows);
+    uint8_t* out = dst_t + n0 * bits_per_weight / 8;
+    for (int64_t k0 = 0; k0 < k; k0 += kTransposeCols) {
+      const int64_t kc = std::min(kTransposeCols, k - k0);
+      cpu::transpose_bytes(codes.data() + k0, k, rows, kc, cols.data(), rows);
+      for (int64_t j = 0; j < kc; ++j) pack(cols.data() + j * rows, rows, 0, 1, out + (k0 + j) * rb_t);
+    }
+  });
+  if (transposed) return {packed, packed_t};
+  return {packed};
+}
+
+std::vector<at::Tensor> quantize_pack_ternary(const at::Tensor& w_in, const at::Tensor& divisor, bool transposed) {
+  auto w = float_weights(w_in);
+  check_cpu(divisor, "divisor");
+  check_dtype(divisor, at::kFloat, "divisor");
+  TORCH_CHECK_VALUE(divisor.numel() == 1, "bitops: divisor must hold one value, got shape ", divisor.sizes());
+  const float d = divisor.item<float>();
+  return quantize_pack(w, true, transposed, [&](const float* src, int64_t k, int64_t n0, int64_t n1, int8_t* codes) {
+    P().quantize_ternary_weights(src, k, d, n0, n1, codes);
+  });
+}
+
+std::vector<at::Tensor> quantize_pack_binary(const at::Tensor& w_in, bool transposed) {
+  auto w = float_weights(w_in);
+  return quantize_pack(w, false, transposed, [&](const float* src, int64_t k, int64_t n0, int64_t n1, int8_t* codes) {
+    P().quantize_binary_weights(src, k, n0, n1, codes);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitops, CPU, m) {
+  m.impl("quantize_pack_ternary", quantize_pack_ternary);
+  m.impl("quantize_pack_binary", quantize_pack_binary);
+}
+
+}  // namespace bitops::glue
