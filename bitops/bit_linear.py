@@ -166,7 +166,7 @@ def bit_linear(
     check_config(kind, act_bits)
     check_backward(backward)
     tracks_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    int8_grad_x = backward == "int8" and tracks_grad and x.requires_grad
+    int8_grad_x = backward == "int8" and tracks_grad and x.requires_grad and weight.shape[0] > 0
     packed_t = None
     if quantized is None:
         packed = quantize_weight(weight, kind, transposed=int8_grad_x)

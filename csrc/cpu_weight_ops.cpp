@@ -49,8 +49,8 @@ template <class Quantize>
 std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool transposed, Quantize&& quantize) {
   const int64_t n = w.size(0), k = w.size(1);
   if (transposed) {
-    TORCH_CHECK_VALUE(n <= kMaxK, "bitops: w has ", n, " rows, more than the ", kMaxK,
-                      " a transposed packed weight can reduce over");
+    TORCH_CHECK_VALUE(n >= 1 && n <= kMaxK, "bitops: w has ", n, " rows; its transpose reduces over them, so k=", n,
+                      " must be in [1, ", kMaxK, "]");
   }
   auto row_bytes = [&](int64_t len) { return ternary ? ternary_row_bytes(len) : binary_row_bytes(len); };
   auto pack = ternary ? P().pack_ternary : P().pack_binary;

@@ -422,6 +422,30 @@ void check_packing(const PackTable& pt, const Problem& p) {
     }
     report.check(ok, label(tn, "pack/unpack", 0, n, k, "(row sub-range)"));
   }
+  {  // the weight quantisers on a sub-range, against their definitions (ties at +-0.5 d and
+     // +-1.5 d, the float hazards of fill_float_row), and the byte transpose
+    Buf<float> w(n * k);
+    for (int64_t r = 0; r < n; ++r) fill_float_row(w.data() + r * k, k);
+    const float d = std::fabs(normal()) + 1e-5f;
+    for (int64_t i = 0; i < n * k; i += 5) w[i] = d * 0.5f * float(int(uniform(-3, 3)));
+    const int64_t n0 = uniform(0, n - 1), n1 = uniform(n0 + 1, n), rows = n1 - n0;
+    Buf<int8_t> qt(rows * k), qb(rows * k), tr(rows * k);
+    pt.quantize_ternary_weights(w.data(), k, d, n0, n1, qt.data());
+    pt.quantize_binary_weights(w.data(), k, n0, n1, qb.data());
+    bool ok = true;
+    for (int64_t r = n0; r < n1 && ok; ++r)
+      for (int64_t i = 0; i < k && ok; ++i) {
+        const float v = w[r * k + i], q = std::nearbyint(v / d);
+        const int8_t want = std::isnan(q) ? 0 : q > 1.0f ? 1 : q < -1.0f ? -1 : int8_t(q);
+        ok = qt[(r - n0) * k + i] == want && qb[(r - n0) * k + i] == (v >= 0.0f ? 1 : -1);
+      }
+    report.check(ok, label(tn, "quantize_{ternary,binary}_weights", 0, n, k, "(row sub-range)"));
+    bitops::cpu::transpose_bytes(qt.data(), k, rows, k, tr.data(), rows);
+    ok = true;
+    for (int64_t r = 0; r < rows && ok; ++r)
+      for (int64_t i = 0; i < k && ok; ++i) ok = tr[i * rows + r] == qt[r * k + i];
+    report.check(ok, label(tn, "transpose_bytes", 0, rows, k));
+  }
   {  // values outside the format: the first offending flat index, with a later one too
     const int64_t at = uniform(0, n * k - 1), later = uniform(at, n * k - 1);
     Buf<int8_t> w(p.wt);

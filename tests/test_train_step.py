@@ -1,0 +1,216 @@
+"""The training step's pieces: the fused quantize-and-pack (and its W^T), the forward that hands
+back its int8 activations, and BitLinear's two backward modes against their oracles.
+
+The integer paths are compared bit for bit: quantize_pack against ``pack(quantize(w))`` of
+bitops.reference, the int8 backward's grad_x against the reference int8 linear over the packed
+``W^T``. The exact backward is covered against the fake-quant oracle in tests/test_quant.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bitops
+from bitops import ops, quant
+from bitops import reference as ref
+from bitops.bit_linear import transpose_packed
+from bitops.nn import BitLinear
+
+NATIVE = bitops.backend() != "reference"
+fuzz = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COMBOS = [("ternary", 8), ("ternary", None), ("binary", 8), ("binary", 1), ("binary", None)]
+
+# N around the 256-row chunks (each owns a block of the transposed rows) and the 128-weight block
+rows = st.one_of(st.sampled_from([0, 1, 2, 127, 128, 129, 255, 256, 257, 300, 511, 513]), st.integers(0, 600))
+cols = st.one_of(st.sampled_from([1, 2, 7, 31, 32, 33, 127, 128, 129, 255, 257, 1000]), st.integers(1, 700))
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def hazardous_weights(n, k, seed, dtype):
+    """Weights with exact ties at +-0.5 and +-1.5 gamma, signed zeros and NaN/Inf sprinkled in."""
+    g = torch.Generator().manual_seed(seed)
+    w = 0.05 * torch.randn(n, k, generator=g)
+    if n * k:
+        gamma = w.abs().mean()
+        flat = w.view(-1)
+        pick = torch.randint(0, 12, (n * k,), generator=g)
+        flat[pick == 0] = 0.5 * gamma
+        flat[pick == 1] = -0.5 * gamma
+        flat[pick == 2] = 1.5 * gamma
+        flat[pick == 3] = -0.0
+    return w.to(dtype)
+
+
+def reference_packs(kind, w):
+    wq, scale = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(w)
+    pack = ref.pack_ternary if kind == "ternary" else ref.pack_binary
+    return pack(wq).qdata, pack(wq.T.contiguous()).qdata, scale
+
+
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@fuzz
+@given(n=rows, k=cols, seed=st.integers(0, 2**31 - 1))
+def test_quantize_pack_is_pack_of_quantize_bit_for_bit(kind, dtype, n, k, seed):
+    w = hazardous_weights(n, k, seed, dtype)
+    if n == 0:  # W^T would have K = 0 features
+        with pytest.raises(ValueError, match="w has 0 rows"):
+            ops.quantize_pack(kind, w, transposed=True)
+        wq, _ = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(w)
+        pack = ref.pack_ternary if kind == "ternary" else ref.pack_binary
+        assert torch.equal(ops.quantize_pack(kind, w).qdata, pack(wq).qdata)
+        return
+    packed, packed_t = ops.quantize_pack(kind, w, transposed=True)
+    want, want_t, scale = reference_packs(kind, w)
+    assert torch.equal(packed.qdata, want) and torch.equal(packed_t.qdata, want_t)
+    assert (packed.out_features, packed.in_features) == (n, k)
+    assert (packed_t.out_features, packed_t.in_features) == (k, n)
+    assert torch.equal(packed.scale, scale) or (scale.isnan() and packed.scale.isnan())
+    assert packed_t.scale is packed.scale
+    assert torch.equal(ops.quantize_pack(kind, w).qdata, want)  # without the transpose
+
+
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+def test_quantize_pack_non_finite_weights(kind):
+    w = torch.randn(300, 129)
+    w[3, 5], w[200, 0], w[299, 128] = float("nan"), float("inf"), float("-inf")
+    packed, packed_t = ops.quantize_pack(kind, w, transposed=True)
+    want, want_t, _ = reference_packs(kind, w)
+    assert torch.equal(packed.qdata, want) and torch.equal(packed_t.qdata, want_t)
+    assert packed.scale.isnan() or packed.scale.isinf()  # the scale says so: outputs are not finite
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+def test_quantize_pack_runs_over_threads_like_one():
+    w = torch.randn(2000, 700)
+    one = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = ops.quantize_pack("ternary", w, transposed=True)
+    finally:
+        torch.set_num_threads(one)
+    multi = ops.quantize_pack("ternary", w, transposed=True)
+    assert all(torch.equal(a.qdata, b.qdata) for a, b in zip(single, multi))
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@pytest.mark.parametrize(
+    "w,match,exc",
+    [
+        (torch.randn(4), "2-D", ValueError),
+        (torch.randint(0, 3, (4, 4), dtype=torch.int8), "float32, float16 or bfloat16", TypeError),
+        (torch.randn(4, 0), "k must be in", ValueError),
+    ],
+)
+def test_quantize_pack_bad_input(w, match, exc):
+    with pytest.raises(exc, match=match):
+        ops.quantize_pack("ternary", w)
+    with pytest.raises(ValueError, match="'ternary' or 'binary'"):
+        ops.quantize_pack("quaternary", torch.randn(4, 4))
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_forward_hands_back_the_activations_it_quantized(kind, dtype):
+    x = (3 * torch.randn(2, 5, 130)).to(dtype)
+    x[1, 2] = float("nan")  # a non-finite row: s = NaN, xq = 0
+    w = torch.randn(17, 130)
+    packed = ops.quantize_pack(kind, w)
+    op = getattr(torch.ops.bitops, f"{kind}_linear_i8_and_act")
+    y, xq, s = op(x, packed.qdata, packed.scale, None)
+    xq_want, s_want = ref.quantize_activations(x)
+    assert torch.equal(xq, xq_want) and torch.equal(s.nan_to_num(-1), s_want.nan_to_num(-1))
+    y_want = ops.linear(kind, x, packed, None, None, 8, None, "scale")
+    assert torch.equal(y.nan_to_num(-7), y_want.nan_to_num(-7)) and y.dtype == dtype
+
+
+# --------------------------------------------------------------------------- the int8 backward
+
+
+def _int8_grads(kind, act_bits, dtype, shape, n, quantized=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (1.5 * torch.randn(shape, generator=g)).to(dtype).requires_grad_()
+    w = (0.1 * torch.randn(n, shape[-1], generator=g)).requires_grad_()
+    b = torch.randn(n, generator=g).requires_grad_()
+    gy = torch.randn(*shape[:-1], n, generator=g).to(dtype)
+    q = quant.quantize_weight(w, kind) if quantized else None
+    y = quant.bit_linear(x, w, b, kind, act_bits, q, backward="int8")
+    grads = torch.autograd.grad(y, (x, w, b), gy)
+    return x, w, b, gy, y, grads
+
+
+@pytest.mark.parametrize("kind,act_bits", COMBOS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(5, 70), (2, 3, 130), (1, 257), (0, 33)])
+def test_int8_backward_grad_x_is_the_int8_product_over_w_transposed(kind, act_bits, dtype, shape):
+    x, w, b, gy, y, (gx, gw, gb) = _int8_grads(kind, act_bits, dtype, shape, 24)
+    wq, scale = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(w.detach())
+    pack = ref.pack_ternary if kind == "ternary" else ref.pack_binary
+    linear = ref.ternary_linear if kind == "ternary" else ref.binary_linear
+    want = linear(gy.reshape(-1, 24), pack(wq.T.contiguous()).qdata, scale, None, 8, in_features=24)
+    want = want.reshape(x.shape)
+    if act_bits == 1:
+        want = want * (x.detach().abs() <= 1)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    assert torch.equal(gx, want.to(dtype))  # integer path: bit for bit
+    # grad_W, grad_b and the output are the exact mode's, bit for bit
+    y_e = quant.bit_linear(x, w, b, kind, act_bits)
+    _, gw_e, gb_e = torch.autograd.grad(y_e, (x, w, b), gy)
+    assert torch.equal(y, y_e) and torch.equal(gw, gw_e) and torch.equal(gb, gb_e)
+
+
+def test_int8_backward_is_close_to_the_exact_gradient():
+    """A different estimator, but an unbiased-looking one: within int8 rounding of the exact grad_x."""
+    x, w, b, gy, _, (gx, _, _) = _int8_grads("ternary", 8, torch.float32, (64, 512), 256)
+    gx_e = torch.autograd.grad(quant.bit_linear(x, w, b, "ternary", 8), x, gy)[0]
+    rel = (gx - gx_e).norm() / gx_e.norm()
+    assert 0 < rel < 0.02  # per-row int8 grad_y: ~1/127 of the row max per element
+
+
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+def test_int8_backward_with_a_prepacked_weight(kind):
+    """quantized= without its transpose: the transpose is made from the packed bytes."""
+    *_, grads = _int8_grads(kind, 8, torch.float32, (6, 100), 40)
+    *_, grads_q = _int8_grads(kind, 8, torch.float32, (6, 100), 40, quantized=True)
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads_q))
+    per_row = ops.pack_ternary(torch.zeros(3, 5, dtype=torch.int8), torch.ones(3))
+    with pytest.raises(ValueError, match="one scale"):
+        transpose_packed(per_row)
+
+
+def test_backward_mode_is_checked():
+    with pytest.raises(ValueError, match="'exact' or 'int8'"):
+        BitLinear(4, 4, backward="fast")
+    with pytest.raises(ValueError, match="'exact' or 'int8'"):
+        quant.bit_linear(torch.randn(2, 4), torch.randn(3, 4), backward="Int8")
+
+
+def test_bitlinear_int8_backward_trains_and_keeps_its_outputs():
+    torch.manual_seed(0)
+    exact = BitLinear(64, 32)
+    fast = BitLinear(64, 32, backward="int8")
+    fast.load_state_dict(exact.state_dict())
+    assert "backward=int8" in repr(fast) and "backward" not in repr(exact)
+    x = torch.randn(128, 64)
+    target = x @ torch.randn(64, 32) * 0.1
+    assert torch.equal(exact(x), fast(x))  # the forward is the same computation
+    final = []
+    for layer in (exact, fast):
+        opt = torch.optim.Adam(layer.parameters(), lr=0.01)
+        first = None
+        for _ in range(40):
+            xi = x.clone().requires_grad_()  # grad_x is computed (as inside a network)
+            loss = torch.nn.functional.mse_loss(layer(xi), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            first = loss.item() if first is None else first
+        assert loss.item() < 0.5 * first
+        final.append(loss.item())
+    assert final[1] == final[0]  # grad_W is exact in both modes, and grad_x reaches no weight here
+    converted = bitops.nn.convert(torch.nn.Sequential(torch.nn.Linear(8, 8)), backward="int8")
+    assert converted[0].backward_mode == "int8"
