@@ -88,7 +88,7 @@ def batch(tokens: torch.Tensor, batch_size: int, context: int, gen: torch.Genera
 
 @dataclass
 class Config:
-    variant: str = "float"  # "float" or "bitlinear"
+    variant: str = "float"  # "float", "bitlinear" or "bitlinear-int8" (BitLinear, backward="int8")
     layers: int = 4
     width: int = 256
     heads: int = 4
@@ -102,7 +102,8 @@ def make_linear(cfg: Config, fan_in: int, fan_out: int) -> nn.Module:
         return nn.Linear(fan_in, fan_out, bias=False)
     from bitops.nn import BitLinear
 
-    return BitLinear(fan_in, fan_out, bias=False, weight="ternary", act_bits=8, norm=True)
+    backward = "int8" if cfg.variant == "bitlinear-int8" else "exact"
+    return BitLinear(fan_in, fan_out, bias=False, weight="ternary", act_bits=8, norm=True, backward=backward)
 
 
 class Attention(nn.Module):
@@ -312,19 +313,41 @@ def machine_info() -> dict:
                 python=platform.python_version())
 
 
+VARIANTS = ("float", "bitlinear", "bitlinear-int8")
+HEADERS = {
+    "float": "float `nn.Linear`",
+    "bitlinear": "bitops `BitLinear` (ternary, int8 act)",
+    "bitlinear-int8": "`BitLinear`, `backward=\"int8\"`",
+}
+
+
 def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: str, machine: dict | None = None) -> str:
     machine = machine or machine_info()
+    variants = [v for v in VARIANTS if v in results]
     f, b = results["float"], results["bitlinear"]
-    rows = [
-        ("final validation loss (nats/byte)", f"{f['final_val_loss']:.4f}", f"{b['final_val_loss']:.4f}"),
-        ("validation perplexity per byte", f"{f['val_ppl_per_byte']:.3f}", f"{b['val_ppl_per_byte']:.3f}"),
-        ("time per training step (ms, median)", f"{f['step_ms_median']:.1f}", f"{b['step_ms_median']:.1f}"),
-        ("peak RSS of the run (MB)", f"{f['peak_rss_mb']:.0f}", f"{b['peak_rss_mb']:.0f}"),
-        ("checkpoint, whole model (KB)", f"{f['checkpoint_bytes'] / 1024:.0f}", f"{b['checkpoint_bytes'] / 1024:.0f}"),
-        ("checkpoint, projection weights (KB)", f"{f['linear_weight_bytes'] / 1024:.0f}", f"{b['linear_weight_bytes'] / 1024:.0f}"),
-        ("CPU generation, KV cache (tokens/s)", f"{f['gen_tokens_per_s']:.0f}", f"{b['gen_tokens_per_s']:.0f}"),
+    fields = [
+        ("final validation loss (nats/byte)", lambda r: f"{r['final_val_loss']:.4f}"),
+        ("validation perplexity per byte", lambda r: f"{r['val_ppl_per_byte']:.3f}"),
+        ("time per training step (ms, median)", lambda r: f"{r['step_ms_median']:.1f}"),
+        ("step time / float", lambda r: f"{r['step_ms_median'] / f['step_ms_median']:.2f}x"),
+        ("peak RSS of the run (MB)", lambda r: f"{r['peak_rss_mb']:.0f}"),
+        ("checkpoint, whole model (KB)", lambda r: f"{r['checkpoint_bytes'] / 1024:.0f}"),
+        ("checkpoint, projection weights (KB)", lambda r: f"{r['linear_weight_bytes'] / 1024:.0f}"),
+        ("CPU generation, KV cache (tokens/s)", lambda r: f"{r['gen_tokens_per_s']:.0f}"),
     ]
     gap = (b["final_val_loss"] - f["final_val_loss"]) / f["final_val_loss"] * 100
+    summary = (
+        f"BitLinear validation loss is {gap:+.1f}% relative to float; projection weights "
+        f"{f['linear_weight_bytes'] / max(1, b['linear_weight_bytes']):.1f}x smaller packed; "
+        f"generation {b['gen_tokens_per_s'] / f['gen_tokens_per_s']:.2f}x the float model's speed."
+    )
+    if "bitlinear-int8" in results:
+        i = results["bitlinear-int8"]
+        summary += (
+            f" The int8 backward's final validation loss is "
+            f"{(i['final_val_loss'] - b['final_val_loss']) / b['final_val_loss'] * 100:+.2f}% relative to the "
+            f"exact backward's, at {i['step_ms_median'] / b['step_ms_median']:.2f}x its step time."
+        )
     lines = [
         f"# Float vs BitLinear Transformer ({tag})",
         "",
@@ -333,19 +356,16 @@ def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: s
         f"Corpus: Python {platform.python_version()} standard-library docstrings, "
         f"{f['corpus_train_bytes']} train / {f['corpus_val_bytes']} validation bytes.",
         "",
-        "| | float `nn.Linear` | bitops `BitLinear` (ternary, int8 act) |",
-        "|---|---:|---:|",
-        *[f"| {name} | {a} | {c} |" for name, a, c in rows],
+        "| | " + " | ".join(HEADERS[v] for v in variants) + " |",
+        "|---|" + "---:|" * len(variants),
+        *[f"| {name} | " + " | ".join(fmt(results[v]) for v in variants) + " |" for name, fmt in fields],
         "",
-        f"BitLinear validation loss is {gap:+.1f}% relative to float; projection weights "
-        f"{f['linear_weight_bytes'] / max(1, b['linear_weight_bytes']):.1f}x smaller packed; "
-        f"generation {b['gen_tokens_per_s'] / f['gen_tokens_per_s']:.2f}x the float model's speed.",
+        summary,
         "",
         "Samples (greedy, from the same validation prompt):",
         "",
         f"- prompt: `{f['prompt']!r}`",
-        f"- float: `{f['sample']!r}`",
-        f"- bitlinear: `{b['sample']!r}`",
+        *[f"- {v}: `{results[v]['sample']!r}`" for v in variants],
         "",
     ]
     text = "\n".join(lines)
@@ -361,7 +381,8 @@ def write_report(results: dict, cfg: Config, args: RunArgs, out_dir: str, tag: s
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        for r, color in ((f, "tab:blue"), (b, "tab:red")):
+        colors = {"float": "tab:blue", "bitlinear": "tab:red", "bitlinear-int8": "tab:green"}
+        for r, color in ((results[v], colors[v]) for v in variants):
             steps, losses = zip(*r["train_curve"])
             window = max(1, len(losses) // 50)
             smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
@@ -403,7 +424,7 @@ def main(argv=None):
                        corpus_bytes=4_000_000, gen_tokens=96)
     ctx = mp.get_context("spawn")
     results = {}
-    for variant in ("float", "bitlinear"):
+    for variant in VARIANTS:
         queue = ctx.Queue()
         proc = ctx.Process(target=run_variant, args=(variant, asdict(cfg), asdict(args), queue))
         proc.start()

@@ -43,7 +43,10 @@ def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> 
     """``grad_y @ (scale * Wq)`` in float32 (the fake-quant oracle's product), masked by
     ``window`` (``|x| <= 1``, sign activations), in x's dtype and shape."""
     n = qdata.shape[0]
-    w = _decode(kind, qdata, k).to(torch.float32).mul_(scale.reshape(-1, 1))
+    if LOADED and qdata.is_cpu and scale.is_cpu:  # one pass: no int8 matrix in between
+        w = getattr(torch.ops.bitops, f"dequantize_{kind}")(qdata, k, scale)
+    else:
+        w = _decode(kind, qdata, k).to(torch.float32).mul_(scale.reshape(-1, 1))
     grad_x = (grad_y.reshape(-1, n).float() @ w).reshape(x_shape)
     if window is not None:
         grad_x = grad_x * window

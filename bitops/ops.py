@@ -305,6 +305,14 @@ if LOADED:
     for _name in ("ternary_linear_i8_and_act", "binary_linear_i8_and_act"):
         torch.library.register_fake(f"bitops::{_name}")(_linear_and_act_fake)
 
+    @torch.library.register_fake("bitops::dequantize_ternary")
+    def _(packed, k, scale):
+        return packed.new_empty((packed.shape[0], k), dtype=torch.float32)
+
+    @torch.library.register_fake("bitops::dequantize_binary")
+    def _(packed, k, scale):
+        return packed.new_empty((packed.shape[0], k), dtype=torch.float32)
+
     @torch.library.register_fake("bitops::pack_ternary_from_hf")
     def _(weight, out_features):
         return weight.new_empty((out_features, ref.ternary_row_bytes(weight.shape[1])), dtype=torch.uint8)

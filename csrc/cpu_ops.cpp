@@ -342,7 +342,7 @@ at::Tensor binary_matmul_int(const at::Tensor& xbits_in, const at::Tensor& wbits
 // output in x's dtype. The kernels write float32; for a bf16/fp16 x each tile is rounded
 // into the output right after it is computed (while it is in cache), exactly as .to() would.
 struct LinearCall {
-  at::Tensor x2, packed, scale, bias, out, out_f32, norm_weight;
+  at::Tensor x2, packed, scale, bias, out, out_f32, norm_weight, row_scale;
   int64_t m, n, k;
   Epilogue e;
   RowSource rows;
@@ -389,6 +389,16 @@ struct LinearCall {
     rows.eps = eps;
   }
 
+  // The activation scales s [M] of x; with one gamma, gamma / s[m] is divided once per row.
+  void set_activation_scales(const at::Tensor& s) {
+    e.s = s.data_ptr<float>();
+    if (e.gamma_stride != 0) return;
+    row_scale = at::empty({m}, s.options());
+    float* rs = row_scale.data_ptr<float>();
+    for (int64_t r = 0; r < m; ++r) rs[r] = e.gamma[0] / e.s[r];
+    e.row_scale = rs;
+  }
+
   // x as one float32 [M, k] tensor, for the float-activation kernels.
   const float* x_f32() {
     if (x2.scalar_type() != at::kFloat) x2 = x2.to(at::kFloat);
@@ -427,7 +437,7 @@ struct LinearCall {
 // y, and the int8 activations it multiplied (xq [..., k], s [...]).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_i8(LinearCall& c, const at::Tensor& x) {
   auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
-  c.e.s = s.data_ptr<float>();
+  c.set_activation_scales(s);
   const bool ok = c.run(c.k, [&](Tile t) {
     return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
   }, ternary_tiles_per_thread(c.m, c.k));
@@ -472,7 +482,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_linear_i8_and_act(const at
                                                                         const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
   auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
-  c.e.s = s.data_ptr<float>();
+  c.set_activation_scales(s);
   c.run(c.k, [&](Tile t) {
     K().binary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;
@@ -500,7 +510,7 @@ at::Tensor binary_linear_b1(const at::Tensor& x, const at::Tensor& packed, const
                             const std::optional<at::Tensor>& bias) {
   LinearCall c(x, packed, beta, bias, false, "beta");
   auto [bits, s] = binarize_rows(c.rows, c.m, c.x2.options());
-  c.e.s = s.data_ptr<float>();
+  c.set_activation_scales(s);
   c.run(c.k / 8, [&](Tile t) {
     K().binary_gemm_bits(bits.data_ptr<uint8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
     return true;

@@ -78,6 +78,9 @@ TORCH_LIBRARY(bitops, m) {
   // transposed, [packed, packed W^T] (uint8 [K, row_bytes(N)]: the weights of grad_x).
   m.def("quantize_pack_ternary(Tensor w, Tensor divisor, bool transposed) -> Tensor[]");
   m.def("quantize_pack_binary(Tensor w, bool transposed) -> Tensor[]");
+  // scale * Wq as float32 [N, k] (scale: one value or [N]): the weight of the exact grad_x.
+  m.def("dequantize_ternary(Tensor packed, int k, Tensor scale) -> Tensor");
+  m.def("dequantize_binary(Tensor packed, int k, Tensor scale) -> Tensor");
   m.def("ternary_matmul_int(Tensor xq, Tensor packed, int k) -> Tensor");
   m.def("binary_matmul_int(Tensor xbits, Tensor wbits, int k) -> Tensor");
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");

@@ -36,6 +36,8 @@ def op_cases():
         (o.quantize_pack_ternary, (torch.randn(N, K, generator=g), gamma, False)),
         (o.quantize_pack_ternary, (torch.randn(N, K, generator=g), gamma, True)),
         (o.quantize_pack_binary, (torch.randn(N, K, generator=g), True)),
+        (o.dequantize_ternary, (packed, K, gamma)),
+        (o.dequantize_binary, (packed_b, K, torch.rand(N, generator=g))),
         (o.ternary_linear_f, (x, packed, gamma, None)),
         (o.binary_linear_i8, (x, packed_b, beta, bias)),
         (o.binary_linear_f, (x, packed_b, beta, None)),

@@ -4,6 +4,7 @@
 // only the "cpu-avx512vnni" table calls them, and only after usable().
 #pragma once
 #include <cstdint>
+#include "../epilogue.h"
 
 namespace bitops::cpu::amx {
 
@@ -27,5 +28,12 @@ void layout_x(const int8_t* x, int64_t k, int64_t full, const int8_t* tails, int
 // are computed from whatever the panel holds and must be ignored) and m < 16 * mgroups.
 void panel_products(const uint8_t* codes, int64_t kp, const int8_t* x_tiles, int64_t mgroups, int32_t* out,
                     int64_t ldo);
+
+// The panel's sums into the output through the epilogue (epilogue.h), 16 outputs of
+// a row of x at a time: acc = scale * out[j * ldo + r] - sums[r] for weight rows
+// j < np and rows of x r < mrows, written to output row m0 + r, column p0 + j. The
+// same IEEE operations in the same order as epilogue_value, so bit-identical to it.
+void store_panel(const int32_t* out, int64_t ldo, int64_t np, int64_t mrows, const int64_t* sums, int64_t scale,
+                 int64_t m0, int64_t p0, const Epilogue& e);
 
 }  // namespace bitops::cpu::amx

@@ -115,6 +115,39 @@ void panel_products(const uint8_t* codes, int64_t kp, const int8_t* x_tiles, int
   _tile_release();
 }
 
+void store_panel(const int32_t* out, int64_t ldo, int64_t np, int64_t mrows, const int64_t* sums, int64_t scale,
+                 int64_t m0, int64_t p0, const Epilogue& e) {
+  // lane i reads weight row j0 + i: a gather down the L1-resident sums, one contiguous store
+  const __m512i rows = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int32_t(ldo)));
+  const __m512i vscale = _mm512_set1_epi32(int32_t(scale));
+  for (int64_t r = 0; r < mrows; ++r) {
+    const int64_t m = m0 + r;
+    // the exact int32 result, in wrapping arithmetic (it fits, so the wraps cancel)
+    const __m512i sum = _mm512_set1_epi32(int32_t(sums[r]));
+    __m512 row_scale = _mm512_setzero_ps();
+    if (e.row_scale) row_scale = _mm512_set1_ps(e.row_scale[m]);
+    for (int64_t j0 = 0; j0 < np; j0 += 16) {
+      const __mmask16 live = np - j0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (np - j0)) - 1);
+      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rows, out + j0 * ldo + r, 4);
+      const __m512i acc = _mm512_sub_epi32(_mm512_mullo_epi32(v, vscale), sum);
+      const int64_t n = p0 + j0;
+      if (e.out_int) {
+        _mm512_mask_storeu_epi32(e.out_int + m * e.ldo + n, live, acc);
+        continue;
+      }
+      __m512 g = row_scale;
+      if (!e.row_scale) {
+        g = e.gamma_stride ? _mm512_maskz_loadu_ps(live, e.gamma + n) : _mm512_set1_ps(e.gamma[0]);
+        if (e.s) g = _mm512_mask_div_ps(g, live, g, _mm512_set1_ps(e.s[m]));
+      }
+      __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), g);
+      if (e.bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, e.bias + n));
+      _mm512_mask_storeu_ps(e.out + m * e.ldo + n, live, y);
+    }
+  }
+}
+
 }  // namespace bitops::cpu::amx
 
 #pragma GCC pop_options
@@ -127,5 +160,6 @@ void set_enabled(int) {}
 int64_t x_tiles_bytes(int64_t, int64_t) { return 0; }
 void layout_x(const int8_t*, int64_t, int64_t, const int8_t*, int64_t, int64_t, int8_t*) {}
 void panel_products(const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t) {}
+void store_panel(const int32_t*, int64_t, int64_t, int64_t, const int64_t*, int64_t, int64_t, int64_t, const Epilogue&) {}
 }  // namespace bitops::cpu::amx
 #endif

@@ -146,9 +146,7 @@ struct AmxPanel {
     const int8_t* x_tiles = reinterpret_cast<const int8_t*>(scratch);
     int32_t* out = reinterpret_cast<int32_t*>(reinterpret_cast<int8_t*>(scratch) + amx::x_tiles_bytes(mrows, kp));
     amx::panel_products(codes, kp, x_tiles, groups(mrows), out, ldo);
-    for (int64_t j = 0; j < np; ++j)
-      for (int64_t r = 0; r < mrows; ++r)
-        store_int(e, t.m0 + r, p0 + j, static_cast<int32_t>(scale * int64_t(out[j * ldo + r]) - sums[r]));
+    amx::store_panel(out, ldo, np, mrows, sums, scale, t.m0, p0, e);
   }
 };
 

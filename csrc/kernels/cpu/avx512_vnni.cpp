@@ -29,6 +29,25 @@ inline int64_t sum_lanes(__m512i v) {
   return s;
 }
 
+// The sums of four accumulators' lanes, exact while each sum fits int32 (the
+// additions wrap, and a wrapped sum of a total that fits comes out exact): two
+// interleaving steps and two halvings for four outputs, where four single
+// reductions through memory cost more than the products at small K.
+inline void sum_lanes4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, int64_t* out, int64_t stride) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+  // each 128-bit lane now holds [a0 a1 a2 a3] partials of its quarter
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+  const __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  alignas(16) int32_t v[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(v), q);
+  for (int i = 0; i < 4; ++i) out[i * stride] = v[i];
+}
+
+// Below this many blocks a dot product fits int32 (|sum| <= 256 k), so its lanes can be summed in int32.
+constexpr int64_t kInt32SumBlocks = (int64_t(1) << 23) / kBlock;
+
 // acc += 4-product sums of codes (unsigned) x x (signed), in acc's register.
 // Inline asm keeps each sum in its own register (no copies through scratch).
 __attribute__((always_inline)) inline void add_dpbusd(__m512i& acc, __m512i codes, __m512i x) {
@@ -61,6 +80,11 @@ __attribute__((always_inline)) inline void tile(const uint8_t* codes, int64_t kp
   if (kp > full * kBlock) {  // the zero-padded tail block
     for (int jj = 0; jj < NR; ++jj) c[jj] += full * kBlock;
     dot_steps<MR, NR>(c, xt, kBlock / 64, acc);
+  }
+  if (MR == 4 && full < kInt32SumBlocks) {
+    for (int jj = 0; jj < NR; ++jj)
+      sum_lanes4(acc[0][jj], acc[1 % MR][jj], acc[2 % MR][jj], acc[3 % MR][jj], dots + (j + jj) * MR, 1);
+    return;
   }
   for (int jj = 0; jj < NR; ++jj)
     for (int i = 0; i < MR; ++i) dots[(j + jj) * MR + i] = sum_lanes(acc[i][jj]);
