@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .int8_linear import Int8Linear
-from .packed_linear import PackedBitLinear, check_input, describe, make_norm, normalize_input
+from .packed_linear import PackedBitLinear, check_input, describe, make_norm, norm_eps
 from .bit_linear import bit_linear, check_backward, quantize_weight
 from .config import check_config
 from .packed import PackedWeight
@@ -111,8 +111,10 @@ class BitLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         quantized = None if self.training else self.packed_weights()
-        y = bit_linear(normalize_input(self.norm, x), self.weight, self.bias, self.weight_kind, self.act_bits, quantized,
-                       self.backward_mode)
+        norm = self.norm
+        y = bit_linear(x, self.weight, self.bias, self.weight_kind, self.act_bits, quantized, self.backward_mode,
+                       norm_weight=None if norm is None else norm.weight,
+                       norm_eps=0.0 if norm is None else norm_eps(norm))
         return y.to(x.dtype)
 
     # ------------------------------------------------------------------ packed weights

@@ -298,12 +298,16 @@ if LOADED:
     def _(w, transposed):
         return _quantize_pack_fake(w, transposed, ref.binary_row_bytes)
 
-    def _linear_and_act_fake(x, packed, scale, bias):
+    def _linear_and_act_fake(x, packed, scale, bias, norm_weight, eps):
         return (x.new_empty(_lead(x, packed.shape[0])), x.new_empty(x.shape, dtype=torch.int8),
                 x.new_empty(x.shape[:-1], dtype=torch.float32))
 
     for _name in ("ternary_linear_i8_and_act", "binary_linear_i8_and_act"):
         torch.library.register_fake(f"bitops::{_name}")(_linear_and_act_fake)
+
+    @torch.library.register_fake("bitops::rms_norm_backward")
+    def _(grad, x, weight, eps):
+        return x.new_empty(x.shape, dtype=torch.float32), x.new_empty((x.shape[-1],), dtype=torch.float32)
 
     @torch.library.register_fake("bitops::dequantize_ternary")
     def _(packed, k, scale):

@@ -85,8 +85,14 @@ struct RowSource {
       for (int64_t i = 0; i < k; ++i) buf[i] = static_cast<float>(src[i]);
     }
     if (norm_weight) {
-      double ss = 0.0;
-      for (int64_t i = 0; i < k; ++i) ss += double(buf[i]) * double(buf[i]);
+      // four running sums: the squares of float32 values are exact in double, and the sum's
+      // order only moves bits far below the float32 r computed from it
+      double part[4] = {0.0, 0.0, 0.0, 0.0};
+      int64_t i = 0;
+      for (; i + 4 <= k; i += 4)
+        for (int j = 0; j < 4; ++j) part[j] += double(buf[i + j]) * double(buf[i + j]);
+      for (; i < k; ++i) part[0] += double(buf[i]) * double(buf[i]);
+      const double ss = (part[0] + part[1]) + (part[2] + part[3]);
       const float r = static_cast<float>(1.0 / std::sqrt(ss / double(k) + eps));
       for (int64_t i = 0; i < k; ++i) buf[i] = (buf[i] * r) * norm_weight[i];
     }
@@ -451,10 +457,11 @@ at::Tensor ternary_linear_i8(const at::Tensor& x, const at::Tensor& packed, cons
   return std::get<0>(ternary_i8(c, x));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_i8_and_act(const at::Tensor& x, const at::Tensor& packed,
-                                                                         const at::Tensor& gamma,
-                                                                         const std::optional<at::Tensor>& bias) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_i8_and_act(
+    const at::Tensor& x, const at::Tensor& packed, const at::Tensor& gamma, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& norm_weight, double eps) {
   LinearCall c(x, packed, gamma, bias, true, "gamma");
+  if (norm_weight) c.set_norm(*norm_weight, eps);
   return ternary_i8(c, x);
 }
 
@@ -477,10 +484,11 @@ at::Tensor ternary_linear_f(const at::Tensor& x, const at::Tensor& packed, const
   return c.result(x);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_linear_i8_and_act(const at::Tensor& x, const at::Tensor& packed,
-                                                                        const at::Tensor& beta,
-                                                                        const std::optional<at::Tensor>& bias) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_linear_i8_and_act(
+    const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& norm_weight, double eps) {
   LinearCall c(x, packed, beta, bias, false, "beta");
+  if (norm_weight) c.set_norm(*norm_weight, eps);
   auto [xq, s] = quantize_rows(c.rows, c.m, c.x2.options());
   c.set_activation_scales(s);
   c.run(c.k, [&](Tile t) {
@@ -492,7 +500,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_linear_i8_and_act(const at
 
 at::Tensor binary_linear_i8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,
                             const std::optional<at::Tensor>& bias) {
-  return std::get<0>(binary_linear_i8_and_act(x, packed, beta, bias));
+  return std::get<0>(binary_linear_i8_and_act(x, packed, beta, bias, std::nullopt, 0.0));
 }
 
 at::Tensor binary_linear_f(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& beta,

@@ -86,9 +86,12 @@ TORCH_LIBRARY(bitops, m) {
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   // RMSNorm of x (bitops.reference.rms_norm: weight [k], eps) fused in front of ternary_linear_i8.
   m.def("ternary_linear_i8_norm(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor norm_weight, float eps) -> Tensor");
-  // The same, also returning the int8 activations it multiplied (xq, s): what grad_W needs.
-  m.def("ternary_linear_i8_and_act(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> (Tensor, Tensor, Tensor)");
-  m.def("binary_linear_i8_and_act(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> (Tensor, Tensor, Tensor)");
+  // The int8 linear ops (with the RMSNorm when norm_weight is given), also returning the
+  // int8 activations they multiplied (xq, s): what grad_W needs in training.
+  m.def("ternary_linear_i8_and_act(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor? norm_weight, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def("binary_linear_i8_and_act(Tensor x, Tensor packed, Tensor beta, Tensor? bias, Tensor? norm_weight, float eps) -> (Tensor, Tensor, Tensor)");
+  // Gradients of that RMSNorm (bitops.reference.rms_norm) in float32: (grad_x, grad_weight).
+  m.def("rms_norm_backward(Tensor grad, Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("ternary_linear_f(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   m.def("binary_linear_i8(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");
   m.def("binary_linear_f(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");

@@ -121,7 +121,7 @@ def test_forward_hands_back_the_activations_it_quantized(kind, dtype):
     w = torch.randn(17, 130)
     packed = ops.quantize_pack(kind, w)
     op = getattr(torch.ops.bitops, f"{kind}_linear_i8_and_act")
-    y, xq, s = op(x, packed.qdata, packed.scale, None)
+    y, xq, s = op(x, packed.qdata, packed.scale, None, None, 0.0)
     xq_want, s_want = ref.quantize_activations(x)
     assert torch.equal(xq, xq_want) and torch.equal(s.nan_to_num(-1), s_want.nan_to_num(-1))
     y_want = ops.linear(kind, x, packed, None, None, 8, None, "scale")
@@ -214,3 +214,93 @@ def test_bitlinear_int8_backward_trains_and_keeps_its_outputs():
     assert final[1] == final[0]  # grad_W is exact in both modes, and grad_x reaches no weight here
     converted = bitops.nn.convert(torch.nn.Sequential(torch.nn.Linear(8, 8)), backward="int8")
     assert converted[0].backward_mode == "int8"
+
+
+# --------------------------------------------------------------------------- the fused norm
+
+
+def _norm_case(kind, act_bits, dtype, shape=(3, 5, 130), n=24, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = (1.5 * torch.randn(shape, generator=g)).to(dtype).requires_grad_()
+    w = (0.1 * torch.randn(n, shape[-1], generator=g)).requires_grad_()
+    b = torch.randn(n, generator=g).requires_grad_()
+    nw = (1 + 0.3 * torch.randn(shape[-1], generator=g)).requires_grad_()
+    gy = torch.randn(*shape[:-1], n, generator=g).to(dtype)
+    return x, w, b, nw, gy
+
+
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}
+
+
+@pytest.mark.parametrize("kind,act_bits", COMBOS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_norm_gradients_equal_the_fake_quant_oracle(kind, act_bits, dtype):
+    """bit_linear(norm_weight=...) = fake_quant_linear(rms_norm(x)) in value and in all four
+    gradients (x, weight, bias, norm weight), with the norm's backward written out by hand."""
+    x, w, b, nw, gy = _norm_case(kind, act_bits, dtype)
+    y = quant.bit_linear(x, w, b, kind, act_bits, norm_weight=nw, norm_eps=1e-6)
+    grads = torch.autograd.grad(y, (x, w, b, nw), gy)
+    # the norm stays float32 up to the quantizer (no rounding to x's dtype in between)
+    y_ref = quant.fake_quant_linear(ref.rms_norm(x, nw, 1e-6), w, b, kind, act_bits).to(dtype)
+    grads_ref = torch.autograd.grad(y_ref, (x, w, b, nw), gy)
+    torch.testing.assert_close(y, y_ref, **TOL[dtype])
+    for name, got, want in zip(("x", "weight", "bias", "norm weight"), grads, grads_ref):
+        assert got.dtype == want.dtype, name
+        torch.testing.assert_close(got, want, **TOL[dtype], msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("kind,act_bits", [("ternary", 8), ("binary", 8), ("binary", 1)])
+def test_norm_with_int8_backward_is_the_norm_backward_of_the_int8_product(kind, act_bits):
+    x, w, b, nw, gy = _norm_case(kind, act_bits, torch.float32)
+    y = quant.bit_linear(x, w, b, kind, act_bits, backward="int8", norm_weight=nw, norm_eps=1e-6)
+    gx, gw, gb, gn = torch.autograd.grad(y, (x, w, b, nw), gy)
+    # grad of the normalized input by the int8 product over W^T, then autograd through the norm
+    wq, scale = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(w.detach())
+    pack = ref.pack_ternary if kind == "ternary" else ref.pack_binary
+    linear = ref.ternary_linear if kind == "ternary" else ref.binary_linear
+    grad_h = linear(gy.reshape(-1, 24), pack(wq.T.contiguous()).qdata, scale, None, 8, in_features=24).reshape(x.shape)
+    h = ref.rms_norm(x, nw, 1e-6)
+    if act_bits == 1:
+        grad_h = grad_h * (h.detach().abs() <= 1)
+    want_x, want_n = torch.autograd.grad(h, (x, nw), grad_h)
+    torch.testing.assert_close(gx, want_x, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gn, want_n, rtol=1e-5, atol=1e-4)
+    y_e = quant.bit_linear(x, w, b, kind, act_bits, norm_weight=nw, norm_eps=1e-6)
+    _, gw_e, gb_e = torch.autograd.grad(y_e, (x, w, b), gy)
+    assert torch.equal(y, y_e) and torch.equal(gw, gw_e) and torch.equal(gb, gb_e)
+
+
+def test_norm_forward_is_the_packed_layer_bit_for_bit():
+    """Training with the fused norm computes what the packed inference layer (fused too) computes."""
+    layer = BitLinear(130, 24, norm=True)
+    with torch.no_grad():
+        layer.norm.weight.mul_(torch.linspace(0.5, 1.5, 130))
+    x = torch.randn(7, 130, requires_grad=True)
+    y_train = layer(x)
+    y_packed = layer.pack()(x.detach())
+    assert torch.equal(y_train, y_packed)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@fuzz
+@given(m=st.sampled_from([0, 1, 2, 7, 300]), k=cols, seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_native_norm_backward_is_autograd_of_the_reference_norm(m, k, seed, dtype):
+    g = torch.Generator().manual_seed(seed)
+    x = (2 * torch.randn(m, k, generator=g)).to(dtype).requires_grad_()
+    w = (1 + 0.5 * torch.randn(k, generator=g)).requires_grad_()
+    grad = torch.randn(m, k, generator=g)
+    gx, gw = torch.ops.bitops.rms_norm_backward(grad, x.detach(), w.detach(), 1e-6)
+    xf = x.detach().float().requires_grad_()  # the same float32 values the kernel reads
+    want_x, want_w = torch.autograd.grad(ref.rms_norm(xf, w, 1e-6), (xf, w), grad)
+    # float32 sums in another order than autograd's: a few ulps of the largest term per row
+    torch.testing.assert_close(gx, want_x, rtol=1e-5, atol=1e-5 * max(1.0, k**0.5))
+    torch.testing.assert_close(gw, want_w, rtol=1e-5, atol=1e-5 * max(1.0, m**0.5))
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+def test_native_norm_backward_bad_input():
+    with pytest.raises(ValueError, match="grad must have x's shape"):
+        torch.ops.bitops.rms_norm_backward(torch.randn(2, 4), torch.randn(2, 5), torch.ones(5), 1e-6)
+    with pytest.raises(ValueError, match=r"weight must have shape \[k=5\]"):
+        torch.ops.bitops.rms_norm_backward(torch.randn(2, 5), torch.randn(2, 5), torch.ones(4), 1e-6)
