@@ -20,7 +20,7 @@ import torch
 from . import reference as ref
 from ._native import HAS_CUDA, LOADED
 
-__all__ = ["grad_input", "grad_bias", "ReferenceLinear", "reference_linear"]
+__all__ = ["grad_input", "grad_bias", "gemm_dtype", "ReferenceLinear", "reference_linear"]
 
 _OP_CONFIG = {  # native op -> (weight kind, act_bits)
     "ternary_linear_i8": ("ternary", 8),
@@ -39,15 +39,25 @@ def _decode(kind: str, qdata: torch.Tensor, k: int) -> torch.Tensor:
     return torch.ops.bitops.unpack_binary(qdata, k) if native else ref.unpack_binary(qdata, k)
 
 
+def gemm_dtype(grad_y: torch.Tensor, out_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of a backward float GEMM: bfloat16 when grad_y and the gradient it makes are
+    both bfloat16 (as nn.Linear's own backward in bfloat16: bf16 inputs, float32 accumulation,
+    one rounding), float32 otherwise (float32 master weights keep a float32 gradient)."""
+    both = grad_y.dtype == torch.bfloat16 and out_dtype == torch.bfloat16
+    return torch.bfloat16 if both else torch.float32
+
+
 def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> torch.Tensor:
-    """``grad_y @ (scale * Wq)`` in float32 (the fake-quant oracle's product), masked by
-    ``window`` (``|x| <= 1``, sign activations), in x's dtype and shape."""
+    """``grad_y @ (scale * Wq)`` in float32 (the fake-quant oracle's product; in bfloat16 for a
+    bfloat16 grad_y, see :func:`gemm_dtype`), masked by ``window`` (``|x| <= 1``, sign
+    activations), in x's dtype and shape."""
     n = qdata.shape[0]
     if LOADED and qdata.is_cpu and scale.is_cpu:  # one pass: no int8 matrix in between
         w = getattr(torch.ops.bitops, f"dequantize_{kind}")(qdata, k, scale)
     else:
         w = _decode(kind, qdata, k).to(torch.float32).mul_(scale.reshape(-1, 1))
-    grad_x = (grad_y.reshape(-1, n).float() @ w).reshape(x_shape)
+    dtype = gemm_dtype(grad_y, x_dtype)
+    grad_x = (grad_y.reshape(-1, n).to(dtype) @ w.to(dtype)).reshape(x_shape)
     if window is not None:
         grad_x = grad_x * window
     return grad_x.to(x_dtype)

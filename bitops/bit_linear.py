@@ -22,7 +22,7 @@ import torch
 from . import ops
 from . import reference as ref
 from ._native import LOADED
-from .autograd import grad_bias, grad_input
+from .autograd import gemm_dtype, grad_bias, grad_input
 from .config import check_config
 from .packed import PackedWeight
 
@@ -114,7 +114,7 @@ class BitLinearFunction(torch.autograd.Function):
     not an int8 or float copy, and the int8 activations the forward kernel quantized (it does
     not quantize them again).
 
-    Backward, exact (float32):
+    Backward, exact (float32; a GEMM runs in bfloat16 when grad_y and its result are, as nn.Linear's):
       grad_h = (grad_y @ (scale * Wq)) [* (|h| <= 1) for sign activations]   (bitops.autograd)
       grad_W = grad_y^T @ Q_act(h)          (the dequantized activations the kernel saw)
       grad_b = sum of grad_y over the rows
@@ -171,8 +171,9 @@ class BitLinearFunction(torch.autograd.Function):
             else:
                 grad_x = grad_h
         if ctx.needs_input_grad[1]:
-            x_used = _dequantized_activations(saved_x, ctx.act_bits).reshape(-1, k)
-            grad_w = (grad_y.reshape(-1, n).float().T @ x_used).to(ctx.weight_dtype)
+            dtype = gemm_dtype(grad_y, ctx.weight_dtype)
+            x_used = _dequantized_activations(saved_x, ctx.act_bits).reshape(-1, k).to(dtype)
+            grad_w = (grad_y.reshape(-1, n).to(dtype).T @ x_used).to(ctx.weight_dtype)
         if ctx.needs_input_grad[2]:
             grad_b = grad_bias(grad_y, n, ctx.bias_dtype)
         if not ctx.needs_input_grad[0]:

@@ -304,3 +304,20 @@ def test_native_norm_backward_bad_input():
         torch.ops.bitops.rms_norm_backward(torch.randn(2, 4), torch.randn(2, 5), torch.ones(5), 1e-6)
     with pytest.raises(ValueError, match=r"weight must have shape \[k=5\]"):
         torch.ops.bitops.rms_norm_backward(torch.randn(2, 5), torch.randn(2, 5), torch.ones(4), 1e-6)
+
+
+@pytest.mark.parametrize("kind,act_bits", [("ternary", 8), ("binary", 8), ("binary", 1)])
+def test_bf16_layer_backward_in_bf16_matches_the_oracle(kind, act_bits):
+    """A bfloat16 layer's backward GEMMs run in bfloat16 (as nn.Linear's): within bf16 rounding
+    of the float32 fake-quant gradients."""
+    g = torch.Generator().manual_seed(5)
+    x = (1.5 * torch.randn(64, 96, generator=g)).bfloat16().requires_grad_()
+    w = (0.1 * torch.randn(40, 96, generator=g)).bfloat16().requires_grad_()
+    gy = torch.randn(64, 40, generator=g).bfloat16()
+    gx, gw = torch.autograd.grad(quant.bit_linear(x, w, None, kind, act_bits), (x, w), gy)
+    assert gx.dtype == gw.dtype == torch.bfloat16
+    xf, wf = x.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    want_x, want_w = torch.autograd.grad(quant.fake_quant_linear(xf, wf, None, kind, act_bits), (xf, wf), gy.float())
+    for got, want in ((gx, want_x), (gw, want_w)):
+        err = (got.float() - want).abs().max() / want.abs().max()
+        assert err < 1e-2  # bf16 inputs to a float32-accumulated GEMM: ~2^-8 of the largest term
