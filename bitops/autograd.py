@@ -52,15 +52,38 @@ def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> 
     bfloat16 grad_y, see :func:`gemm_dtype`), masked by ``window`` (``|x| <= 1``, sign
     activations), in x's dtype and shape."""
     n = qdata.shape[0]
-    if LOADED and qdata.is_cpu and scale.is_cpu:  # one pass: no int8 matrix in between
-        w = getattr(torch.ops.bitops, f"dequantize_{kind}")(qdata, k, scale)
+    dtype = gemm_dtype(grad_y, x_dtype)
+    gy = grad_y.reshape(-1, n).to(dtype)
+    if LOADED and qdata.is_cpu and scale.is_cpu:
+        grad_x = _decoded_product(gy, kind, qdata, scale, k, dtype)
     else:
         w = _decode(kind, qdata, k).to(torch.float32).mul_(scale.reshape(-1, 1))
-    dtype = gemm_dtype(grad_y, x_dtype)
-    grad_x = (grad_y.reshape(-1, n).to(dtype) @ w.to(dtype)).reshape(x_shape)
+        grad_x = gy @ w.to(dtype)
+    grad_x = grad_x.reshape(x_shape)
     if window is not None:
         grad_x = grad_x * window
     return grad_x.to(x_dtype)
+
+
+# Weight rows decoded at a time for grad_x on the CPU: a float32 block of at most 16 MiB. A whole
+# N x K float32 copy (64 MiB at 4096 x 4096) comes back from the allocator as fresh pages every
+# step, and touching them costs more than the GEMM's extra passes over its output.
+_DECODE_BLOCK_FLOATS = 1 << 22
+
+
+def _decoded_product(gy, kind, qdata, scale, k, dtype):
+    """``gy @ (scale * Wq)`` on the BLAS, decoding Wq (one native pass) a block of rows at a time."""
+    n = qdata.shape[0]
+    dequantize = getattr(torch.ops.bitops, f"dequantize_{kind}")
+    rows = max(1, _DECODE_BLOCK_FLOATS // k)
+    if n <= rows:
+        return gy @ dequantize(qdata, k, scale).to(dtype)
+    out = None
+    for n0 in range(0, n, rows):
+        block = slice(n0, min(n, n0 + rows))
+        w = dequantize(qdata[block], k, scale if scale.numel() == 1 else scale.reshape(-1)[block]).to(dtype)
+        out = gy[:, block] @ w if out is None else out.addmm_(gy[:, block], w)
+    return out
 
 
 def grad_bias(grad_y, n, dtype) -> torch.Tensor:

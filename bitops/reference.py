@@ -137,14 +137,26 @@ def absmean(w: torch.Tensor, per_channel: bool = False):
     """The scale of :func:`ternary_quantize`: ``(gamma, divisor)``, ``gamma = mean(|W|)`` (whole
     tensor, or per output row) and ``divisor = max(gamma, eps)``, both float32."""
     _check_float(w, "w")
-    wf = w.float()
     if per_channel:
-        if wf.dim() != 2:
+        if w.dim() != 2:
             raise ValueError(f"per_channel quantisation needs a 2-D weight, got shape {tuple(w.shape)}")
-        gamma = wf.abs().mean(dim=1)
+        gamma = w.float().abs().mean(dim=1)
     else:
-        gamma = wf.abs().mean()
+        gamma = _abs_sum(w).div_(w.numel()).float()  # 0 / 0 = NaN for an empty w, as mean()
     return gamma, gamma.clamp_min(EPS)
+
+
+_ABS_SUM_CHUNK = 1 << 20  # elements: the |w| temporary stays small (no fresh pages each step)
+
+
+def _abs_sum(w: torch.Tensor) -> torch.Tensor:
+    """sum(|w|) over fixed chunks in order: each chunk summed by torch in float32 (a cascaded
+    sum), the chunk sums added in float64 (the same value on every call with the same threads)."""
+    flat = w.reshape(-1) if w.is_contiguous() else w.contiguous().reshape(-1)
+    total = torch.zeros((), dtype=torch.float64, device=w.device)
+    for start in range(0, flat.numel(), _ABS_SUM_CHUNK):
+        total += flat[start : start + _ABS_SUM_CHUNK].abs().sum(dtype=torch.float32)
+    return total
 
 
 def binary_quantize(w: torch.Tensor, per_channel: bool = False):

@@ -35,15 +35,31 @@ void for_chunks(int64_t n, int64_t k, F&& fn) {
   });
 }
 
-at::Tensor float_weights(const at::Tensor& w_in) {
+at::Tensor checked_weights(const at::Tensor& w_in) {
   check_cpu(w_in, "w");
   check_float_input(w_in, "w");
   TORCH_CHECK_VALUE(w_in.dim() == 2, "bitops: w must be 2-D [N, K], got shape ", w_in.sizes());
   check_k(w_in.size(1));
-  return w_in.contiguous().to(at::kFloat);
+  return w_in.contiguous();
 }
 
-// Quantises w with quantize(w, n0, n1, codes), packs rows [n0, n1) into packed and, if
+// Rows [n0, n1) of w as float32: a pointer into w when it is float32, else converted into buf
+// (a chunk at a time, so a bfloat16 weight is never copied whole).
+const float* float_rows(const at::Tensor& w, int64_t n0, int64_t n1, std::vector<float>& buf) {
+  const int64_t k = w.size(1);
+  if (w.scalar_type() == at::kFloat) return w.data_ptr<float>() + n0 * k;
+  buf.resize((n1 - n0) * k);
+  if (w.scalar_type() == at::kBFloat16) {
+    const auto* src = w.data_ptr<c10::BFloat16>() + n0 * k;
+    for (int64_t i = 0; i < (n1 - n0) * k; ++i) buf[i] = static_cast<float>(src[i]);
+  } else {
+    const auto* src = w.data_ptr<c10::Half>() + n0 * k;
+    for (int64_t i = 0; i < (n1 - n0) * k; ++i) buf[i] = static_cast<float>(src[i]);
+  }
+  return buf.data();
+}
+
+// Quantises w with quantize(rows, k, 0, count, codes) a chunk of rows at a time, packs rows [n0, n1) into packed and, if
 // packed_t is defined, the same weights as columns [n0, n1) of packed W^T.
 template <class Quantize>
 std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool transposed, Quantize&& quantize) {
@@ -56,7 +72,6 @@ std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool tr
   auto pack = ternary ? P().pack_ternary : P().pack_binary;
   at::Tensor packed = at::empty({n, row_bytes(k)}, w.options().dtype(at::kByte));
   at::Tensor packed_t = transposed ? at::empty({k, row_bytes(n)}, w.options().dtype(at::kByte)) : at::Tensor();
-  const float* src = w.data_ptr<float>();
   uint8_t* dst = packed.data_ptr<uint8_t>();
   uint8_t* dst_t = transposed ? packed_t.data_ptr<uint8_t>() : nullptr;
   const int64_t rb = row_bytes(k), rb_t = transposed ? row_bytes(n) : 0;
@@ -64,8 +79,9 @@ std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool tr
   const int64_t bits_per_weight = ternary ? 2 : 1;
   for_chunks(n, k, [&](int64_t n0, int64_t n1) {
     const int64_t rows = n1 - n0;
+    std::vector<float> converted;
     std::vector<int8_t> codes(rows * k);
-    quantize(src, k, n0, n1, codes.data());
+    quantize(float_rows(w, n0, n1, converted), k, 0, rows, codes.data());
     pack(codes.data(), k, 0, rows, dst + n0 * rb);  // values are in the format: never fails
     if (!transposed) return;
     std::vector<int8_t> cols(kTransposeCols * rows);
@@ -81,7 +97,7 @@ std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool tr
 }
 
 std::vector<at::Tensor> quantize_pack_ternary(const at::Tensor& w_in, const at::Tensor& divisor, bool transposed) {
-  auto w = float_weights(w_in);
+  auto w = checked_weights(w_in);
   check_cpu(divisor, "divisor");
   check_dtype(divisor, at::kFloat, "divisor");
   TORCH_CHECK_VALUE(divisor.numel() == 1, "bitops: divisor must hold one value, got shape ", divisor.sizes());
@@ -92,7 +108,7 @@ std::vector<at::Tensor> quantize_pack_ternary(const at::Tensor& w_in, const at::
 }
 
 std::vector<at::Tensor> quantize_pack_binary(const at::Tensor& w_in, bool transposed) {
-  auto w = float_weights(w_in);
+  auto w = checked_weights(w_in);
   return quantize_pack(w, false, transposed, [&](const float* src, int64_t k, int64_t n0, int64_t n1, int8_t* codes) {
     P().quantize_binary_weights(src, k, n0, n1, codes);
   });
