@@ -114,7 +114,7 @@ def bound_parts(k: int, n: int, m: int, reps: int) -> dict:
 
 
 PROFILE_GROUPS = [  # (label, op name predicate), first match wins; self CPU times
-    ("float32 GEMMs (torch)", lambda s: s == "aten::mm"),
+    ("float32 GEMMs (torch)", lambda s: s in ("aten::mm", "aten::addmm_", "aten::addmm")),
     ("forward kernel (norm, int8 quantize, GEMM)", lambda s: s.endswith("linear_i8_and_act")),
     ("int8 grad_x kernel", lambda s: s == "bitops::ternary_linear_i8"),
     ("weight quantize + pack", lambda s: "quantize_pack" in s or s in ("aten::abs", "aten::mean", "aten::sum")),

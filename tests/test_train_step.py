@@ -321,3 +321,32 @@ def test_bf16_layer_backward_in_bf16_matches_the_oracle(kind, act_bits):
     for got, want in ((gx, want_x), (gw, want_w)):
         err = (got.float() - want).abs().max() / want.abs().max()
         assert err < 1e-2  # bf16 inputs to a float32-accumulated GEMM: ~2^-8 of the largest term
+
+
+def test_absmean_is_accurate_and_leaves_w_alone(monkeypatch):
+    monkeypatch.setattr(ref, "_ABS_SUM_CHUNK", 1000)  # many chunks, a ragged last one
+    w = torch.randn(37, 301)
+    w0 = w.clone()
+    gamma, divisor = ref.absmean(w)
+    assert torch.equal(w, w0)
+    assert abs(gamma.item() - w.double().abs().mean().item()) <= 2e-7 * gamma.item()
+    assert gamma.dtype == torch.float32 and torch.equal(divisor, gamma.clamp_min(ref.EPS))
+    wb = w.bfloat16()
+    assert abs(ref.absmean(wb)[0].item() - wb.double().abs().mean().item()) <= 2e-7 * gamma.item()
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_grad_x_decoded_a_block_at_a_time(monkeypatch, kind, per_row):
+    import bitops.autograd as autograd
+
+    g = torch.Generator().manual_seed(9)
+    wq = (ref.ternary_quantize if kind == "ternary" else ref.binary_quantize)(torch.randn(300, 70, generator=g))[0]
+    scale = torch.rand(300, generator=g) + 0.5 if per_row else torch.tensor(0.7)
+    packed = (ops.pack_ternary if kind == "ternary" else ops.pack_binary)(wq, scale)
+    gy = torch.randn(9, 300, generator=g)
+    want = gy @ (wq.float() * scale.reshape(-1, 1))
+    monkeypatch.setattr(autograd, "_DECODE_BLOCK_FLOATS", 70 * 64)  # 64 rows a block: 5 blocks, ragged
+    got = autograd.grad_input(gy, kind, packed.qdata, packed.scale, 70, (9, 70), torch.float32)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
