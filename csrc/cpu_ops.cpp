@@ -27,30 +27,40 @@ int64_t grain_for(int64_t per_item_work) { return std::max<int64_t>(1, (int64_t(
 // of holding the others up at the end (static halves measured up to 2x slower here).
 // Small problems stay on one thread (>= ~64K multiply-adds per tile).
 // Returns false if any tile failed.
+// With m_block > 0 the tiles split M instead, m_block rows of x by all of N each: for a kernel
+// that lays each tile's rows of x out again (the AMX panels), so x is laid out once in all.
 template <class F>
-bool for_tiles(int64_t m, int64_t n, int64_t k, F&& tile_fn, int64_t per_thread = 8) {
+bool for_tiles(int64_t m, int64_t n, int64_t k, F&& tile_fn, int64_t per_thread = 8, int64_t m_block = 0) {
   if (m == 0 || n == 0) return true;
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   constexpr int64_t kPanel = 64;
   int64_t rows = std::max((n + threads * per_thread - 1) / (threads * per_thread), grain_for(m * k));
   if (n > kPanel) rows = (rows + kPanel - 1) / kPanel * kPanel;
-  const int64_t tiles = (n + rows - 1) / rows;
+  const bool split_m = m_block > 0;
+  const int64_t tiles = split_m ? (m + m_block - 1) / m_block : (n + rows - 1) / rows;
   std::atomic<int64_t> next{0};
   std::atomic<bool> ok{true};
   at::parallel_for(0, std::min(threads, tiles), 1, [&](int64_t, int64_t) {
     for (int64_t t = next++; t < tiles; t = next++) {
-      const int64_t n0 = t * rows;
-      if (!tile_fn(Tile{0, m, n0, std::min(n, n0 + rows)})) ok = false;
+      const Tile tile = split_m ? Tile{t * m_block, std::min(m, (t + 1) * m_block), 0, n}
+                                : Tile{0, m, t * rows, std::min(n, (t + 1) * rows)};
+      if (!tile_fn(tile)) ok = false;
     }
   });
   return ok;
 }
 
 // The AMX panels lay x out again for every tile: there, fewer and larger tiles (2 a
-// thread) measured 1.2-1.6x faster at M = 128-512 on the 2B4T shapes than 8 a thread.
-int64_t ternary_tiles_per_thread(int64_t m, int64_t k) {
-  const bool amx = &K() == cpu::avx512vnni_kernels() && m >= 16 && k <= cpu::amx::kMaxK && cpu::amx::enabled();
-  return amx ? 2 : 8;
+// thread) measured 1.2-1.6x faster at M = 128-512 on the 2B4T shapes than 8 a thread,
+// and from 256 rows of x a thread on, tiles of 256 rows by all of N (ternary_m_block).
+bool ternary_amx_runs(int64_t m, int64_t k) {
+  return &K() == cpu::avx512vnni_kernels() && m >= 16 && k <= cpu::amx::kMaxK && cpu::amx::enabled();
+}
+int64_t ternary_tiles_per_thread(int64_t m, int64_t k) { return ternary_amx_runs(m, k) ? 2 : 8; }
+int64_t ternary_m_block(int64_t m, int64_t k) {
+  constexpr int64_t kAmxPassRows = 256;  // one AMX pass (avx512_ternary.cpp)
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  return ternary_amx_runs(m, k) && m >= kAmxPassRows * threads ? kAmxPassRows : 0;
 }
 
 void raise_corrupt(const char* name) {
@@ -317,7 +327,7 @@ at::Tensor ternary_matmul_int(const at::Tensor& xq_in, const at::Tensor& packed_
   e.ldo = n;
   const bool ok = for_tiles(m, n, k, [&](Tile t) {
     return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), packed.data_ptr<uint8_t>(), k, t, e);
-  }, ternary_tiles_per_thread(m, k));
+  }, ternary_tiles_per_thread(m, k), ternary_m_block(m, k));
   if (!ok) raise_corrupt("packed");
   return out.reshape(out_shape(xq_in, n));
 }
@@ -429,12 +439,12 @@ struct LinearCall {
 
   // Runs kernel(tile) over every tile, then rounds each tile into out; false if any tile failed.
   template <class F>
-  bool run(int64_t work_k, F&& kernel, int64_t per_thread = 8) {
+  bool run(int64_t work_k, F&& kernel, int64_t per_thread = 8, int64_t m_block = 0) {
     return for_tiles(m, n, work_k, [&](Tile t) {
       const bool ok = kernel(t);
       finish(t);
       return ok;
-    }, per_thread);
+    }, per_thread, m_block);
   }
 
   at::Tensor result(const at::Tensor& x) const { return out.reshape(out_shape(x, n)); }
@@ -446,7 +456,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_i8(LinearCall& c, const a
   c.set_activation_scales(s);
   const bool ok = c.run(c.k, [&](Tile t) {
     return K().ternary_gemm_i8(xq.data_ptr<int8_t>(), c.packed.data_ptr<uint8_t>(), c.k, t, c.e);
-  }, ternary_tiles_per_thread(c.m, c.k));
+  }, ternary_tiles_per_thread(c.m, c.k), ternary_m_block(c.m, c.k));
   if (!ok) raise_corrupt("packed");
   return {c.result(x), xq.reshape(x.sizes()), s.reshape(row_shape(x))};
 }

@@ -243,3 +243,25 @@ def test_amx_panels_linear_and_code_3():
         packed[n - 1, 100] |= 0x30  # code 3 in the last row
         with pytest.raises(ValueError, match="corrupt|code 3"):
             torch.ops.bitops.ternary_matmul_int(random_int8(40, k, 4), packed, k)
+
+
+@pytest.mark.skipif(not AMX, reason="needs AMX-INT8 (the ternary GEMM's AMX panels)")
+@pytest.mark.parametrize("per_row", [False, True])
+def test_amx_tiles_of_rows_of_x(per_row):
+    """From 256 rows of x a thread on, the AMX tiles split M (256 rows by all of N): ragged last
+    block, one gamma (divided once per row) or one per output row, bias, bf16 out, and code 3."""
+    from bitops._native import cpu_tuning
+
+    k, n, m = 300, 70, 777
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(m, k, generator=g)
+    packed = ref.pack_ternary(random_ternary(n, k, 5)).qdata.clone()
+    gamma = torch.rand(n, generator=g) + 0.1 if per_row else torch.tensor(0.37)
+    bias = torch.randn(n, generator=g)
+    with cpu_tuning(amx=True):
+        for xi in (x, x.bfloat16()):
+            got = bitops.ternary_linear(xi, packed, gamma, bias, in_features=k)
+            assert torch.equal(got, ref.ternary_linear(xi, packed, gamma, bias, in_features=k).to(xi.dtype))
+        packed[n - 1, 10] |= 0xC0  # code 3 in the last row
+        with pytest.raises(ValueError, match="corrupt|code 3"):
+            bitops.ternary_linear(x, packed, gamma, in_features=k)
