@@ -309,6 +309,10 @@ if LOADED:
     def _(grad, x, weight, eps):
         return x.new_empty(x.shape, dtype=torch.float32), x.new_empty((x.shape[-1],), dtype=torch.float32)
 
+    @torch.library.register_fake("bitops::dequantize_activations")
+    def _(xq, s):
+        return xq.new_empty(xq.shape, dtype=torch.float32)
+
     @torch.library.register_fake("bitops::dequantize_ternary")
     def _(packed, k, scale):
         return packed.new_empty((packed.shape[0], k), dtype=torch.float32)

@@ -92,6 +92,8 @@ TORCH_LIBRARY(bitops, m) {
   m.def("binary_linear_i8_and_act(Tensor x, Tensor packed, Tensor beta, Tensor? bias, Tensor? norm_weight, float eps) -> (Tensor, Tensor, Tensor)");
   // Gradients of that RMSNorm (bitops.reference.rms_norm) in float32: (grad_x, grad_weight).
   m.def("rms_norm_backward(Tensor grad, Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)");
+  // xq / s as float32 (s: one scale per row): the activations the int8 kernels multiplied.
+  m.def("dequantize_activations(Tensor xq, Tensor s) -> Tensor");
   m.def("ternary_linear_f(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   m.def("binary_linear_i8(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");
   m.def("binary_linear_f(Tensor x, Tensor packed, Tensor beta, Tensor? bias) -> Tensor");

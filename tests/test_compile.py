@@ -38,6 +38,7 @@ def op_cases():
         (o.quantize_pack_ternary, (torch.randn(N, K, generator=g), gamma, True)),
         (o.quantize_pack_binary, (torch.randn(N, K, generator=g), True)),
         (o.dequantize_ternary, (packed, K, gamma)),
+        (o.dequantize_activations, bitops.quantize_activations(x)),
         (o.rms_norm_backward, (torch.randn(3, K, generator=g), x, torch.rand(K, generator=g), 1e-6)),
         (o.dequantize_binary, (packed_b, K, torch.rand(N, generator=g))),
         (o.ternary_linear_f, (x, packed, gamma, None)),

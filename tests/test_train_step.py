@@ -350,3 +350,16 @@ def test_grad_x_decoded_a_block_at_a_time(monkeypatch, kind, per_row):
     monkeypatch.setattr(autograd, "_DECODE_BLOCK_FLOATS", 70 * 64)  # 64 rows a block: 5 blocks, ragged
     got = autograd.grad_input(gy, kind, packed.qdata, packed.scale, 70, (9, 70), torch.float32)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (3, 4, 130), (300, 257)])
+def test_dequantized_activations_are_the_true_division(shape):
+    x = 3 * torch.randn(shape)
+    xq, s = bitops.quantize_activations(x)
+    got = torch.ops.bitops.dequantize_activations(xq, s)
+    assert got.shape == x.shape and torch.equal(got, xq.float() / s.unsqueeze(-1))
+    with pytest.raises(ValueError, match="one scale per row"):
+        torch.ops.bitops.dequantize_activations(xq, torch.ones(7))
+    with pytest.raises(TypeError, match="xq must be int8"):
+        torch.ops.bitops.dequantize_activations(xq.float(), s)

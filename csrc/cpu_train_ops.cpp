@@ -1,5 +1,5 @@
-// CPU backward of the RMSNorm the linear ops fuse in front of their quantiser
-// (bitops.reference.rms_norm): one pass per row over x and the incoming gradient.
+// CPU glue of a training step's backward: the RMSNorm the linear ops fuse in front of their
+// quantiser (bitops.reference.rms_norm), and the dequantised int8 activations grad_W needs.
 #include <ATen/Parallel.h>
 #include <cmath>
 #include <vector>
@@ -8,18 +8,26 @@
 namespace bitops::glue {
 namespace {
 
-// sum of a[i] * b[i] in double, four running sums (as the forward's sum of squares)
-double dot_double(const float* a, const float* b, int64_t k) {
-  double part[4] = {0.0, 0.0, 0.0, 0.0};
+constexpr int kLanes = 8;  // independent running sums: the loops vectorise without reordering
+
+// (sum of a[i]^2, sum of a[i] * b[i]) in float32, kLanes running sums each.
+std::pair<float, float> square_and_dot(const float* a, const float* b, int64_t k) {
+  float sq[kLanes] = {}, dot[kLanes] = {};
   int64_t i = 0;
-  for (; i + 4 <= k; i += 4)
-    for (int j = 0; j < 4; ++j) part[j] += double(a[i + j]) * double(b[i + j]);
-  for (; i < k; ++i) part[0] += double(a[i]) * double(b[i]);
-  return (part[0] + part[1]) + (part[2] + part[3]);
+  for (; i + kLanes <= k; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      sq[j] += a[i + j] * a[i + j];
+      dot[j] += a[i + j] * b[i + j];
+    }
+  for (; i < k; ++i) sq[0] += a[i] * a[i], dot[0] += a[i] * b[i];
+  float s = 0.0f, d = 0.0f;
+  for (int j = 0; j < kLanes; ++j) s += sq[j], d += dot[j];
+  return {s, d};
 }
 
 // With r = 1 / sqrt(mean(x^2) + eps) and g = grad * weight:
 //   grad_x = (g - x * (r^2 * mean(x * g))) * r,   grad_weight = sum over rows of grad * (x * r).
+// float32 throughout (a gradient: its tolerance is float32's, not the forward's bit-exactness).
 std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
                                                      const at::Tensor& weight_in, double eps) {
   check_cpu(grad_in, "grad");
@@ -46,6 +54,7 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, 
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t(1) << 16) / std::max<int64_t>(1, k)));
   const int64_t chunks = m == 0 ? 0 : (m + chunk - 1) / chunk;
   std::vector<float> partial(chunks * k, 0.0f);
+  const float inv_k = 1.0f / float(k);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<float> g(k);
     for (int64_t c = c0; c < c1; ++c) {
@@ -53,9 +62,10 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, 
       for (int64_t r0 = c * chunk, row = r0; row < std::min(m, r0 + chunk); ++row) {
         const float* xr = xp + row * k;
         const float* gr = gp + row * k;
-        const float r = static_cast<float>(1.0 / std::sqrt(dot_double(xr, xr, k) / double(k) + eps));
         for (int64_t i = 0; i < k; ++i) g[i] = gr[i] * wp[i];
-        const float c_row = r * r * static_cast<float>(dot_double(xr, g.data(), k) / double(k));
+        const auto [sq, dot] = square_and_dot(xr, g.data(), k);
+        const float r = 1.0f / std::sqrt(sq * inv_k + float(eps));
+        const float c_row = r * r * (dot * inv_k);
         float* o = out + row * k;
         for (int64_t i = 0; i < k; ++i) {
           o[i] = (g[i] - xr[i] * c_row) * r;
@@ -71,8 +81,37 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, 
   return {grad_x.reshape(x_in.sizes()), grad_weight};
 }
 
+// xq [..., k] / s [...] as float32: the activations the int8 kernels multiplied (a true division,
+// as bitops.reference and the straight-through quantiser compute them).
+at::Tensor dequantize_activations(const at::Tensor& xq_in, const at::Tensor& s_in) {
+  check_cpu(xq_in, "xq");
+  check_cpu(s_in, "s");
+  check_dtype(xq_in, at::kChar, "xq");
+  check_dtype(s_in, at::kFloat, "s");
+  TORCH_CHECK_VALUE(xq_in.dim() >= 1 && s_in.sizes() == row_shape(xq_in), "bitops: s must have shape ",
+                    row_shape(xq_in), " (one scale per row of xq), got ", s_in.sizes());
+  const int64_t k = xq_in.size(-1);
+  auto xq = xq_in.reshape({-1, k}).contiguous();
+  auto s = s_in.reshape({-1}).contiguous();
+  const int64_t m = xq.size(0);
+  auto out = at::empty({m, k}, xq.options().dtype(at::kFloat));
+  const int8_t* q = xq.data_ptr<int8_t>();
+  const float* sp = s.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, m, std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, k)), [&](int64_t m0, int64_t m1) {
+    for (int64_t r = m0; r < m1; ++r) {
+      const float sr = sp[r];
+      for (int64_t i = 0; i < k; ++i) o[r * k + i] = float(q[r * k + i]) / sr;
+    }
+  });
+  return out.reshape(xq_in.sizes());
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bitops, CPU, m) { m.impl("rms_norm_backward", rms_norm_backward); }
+TORCH_LIBRARY_IMPL(bitops, CPU, m) {
+  m.impl("rms_norm_backward", rms_norm_backward);
+  m.impl("dequantize_activations", dequantize_activations);
+}
 
 }  // namespace bitops::glue
