@@ -71,17 +71,28 @@ def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> 
 _DECODE_BLOCK_FLOATS = 1 << 22
 
 
+# A bfloat16 product decodes W whole, straight to bfloat16, up to this many values (64 MiB):
+# summing bf16 blocks would round once per block, so larger ones take the float32 blocks.
+_DECODE_WHOLE_BF16 = 1 << 25
+
+
 def _decoded_product(gy, kind, qdata, scale, k, dtype):
-    """``gy @ (scale * Wq)`` on the BLAS, decoding Wq (one native pass) a block of rows at a time."""
+    """``gy @ (scale * Wq)`` on the BLAS, decoding Wq in one native pass: float32 a block of rows
+    at a time (accumulated in float32), or for bfloat16 the whole of W in bfloat16 (one GEMM, one
+    rounding) when it is not too large, else float32 blocks rounded once at the end."""
     n = qdata.shape[0]
     dequantize = getattr(torch.ops.bitops, f"dequantize_{kind}")
+    if dtype == torch.bfloat16:
+        if n * k <= _DECODE_WHOLE_BF16:
+            return gy @ dequantize(qdata, k, scale, torch.bfloat16)
+        return _decoded_product(gy.float(), kind, qdata, scale, k, torch.float32).to(torch.bfloat16)
     rows = max(1, _DECODE_BLOCK_FLOATS // k)
     if n <= rows:
-        return gy @ dequantize(qdata, k, scale).to(dtype)
+        return gy @ dequantize(qdata, k, scale)
     out = None
     for n0 in range(0, n, rows):
         block = slice(n0, min(n, n0 + rows))
-        w = dequantize(qdata[block], k, scale if scale.numel() == 1 else scale.reshape(-1)[block]).to(dtype)
+        w = dequantize(qdata[block], k, scale if scale.numel() == 1 else scale.reshape(-1)[block])
         out = gy[:, block] @ w if out is None else out.addmm_(gy[:, block], w)
     return out
 

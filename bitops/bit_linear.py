@@ -139,7 +139,7 @@ class BitLinearFunction(torch.autograd.Function):
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.norm_dtype = None if norm_weight is None else norm_weight.dtype
         window = ()
-        if act_bits == 1 and ctx.needs_input_grad[0]:
+        if act_bits == 1 and (ctx.needs_input_grad[0] or (norm is not None and ctx.needs_input_grad[6])):
             h = x if norm is None else ref.rms_norm(x, *norm)
             window = (h.abs() <= 1,)
         norm_inputs = (x, norm_weight) if norm is not None and (ctx.needs_input_grad[0] or ctx.needs_input_grad[6]) else ()

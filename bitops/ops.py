@@ -314,12 +314,12 @@ if LOADED:
         return xq.new_empty(xq.shape, dtype=torch.float32)
 
     @torch.library.register_fake("bitops::dequantize_ternary")
-    def _(packed, k, scale):
-        return packed.new_empty((packed.shape[0], k), dtype=torch.float32)
+    def _(packed, k, scale, dtype=None):
+        return packed.new_empty((packed.shape[0], k), dtype=dtype or torch.float32)
 
     @torch.library.register_fake("bitops::dequantize_binary")
-    def _(packed, k, scale):
-        return packed.new_empty((packed.shape[0], k), dtype=torch.float32)
+    def _(packed, k, scale, dtype=None):
+        return packed.new_empty((packed.shape[0], k), dtype=dtype or torch.float32)
 
     @torch.library.register_fake("bitops::pack_ternary_from_hf")
     def _(weight, out_features):

@@ -10,24 +10,26 @@ namespace {
 
 constexpr int kLanes = 8;  // independent running sums: the loops vectorise without reordering
 
-// (sum of a[i]^2, sum of a[i] * b[i]) in float32, kLanes running sums each.
-std::pair<float, float> square_and_dot(const float* a, const float* b, int64_t k) {
-  float sq[kLanes] = {}, dot[kLanes] = {};
+// (sum of a[i]^2 in double, as the forward's; sum of a[i] * b[i] in float32), kLanes running sums each.
+std::pair<double, float> square_and_dot(const float* a, const float* b, int64_t k) {
+  double sq[kLanes] = {};
+  float dot[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= k; i += kLanes)
     for (int j = 0; j < kLanes; ++j) {
-      sq[j] += a[i + j] * a[i + j];
+      sq[j] += double(a[i + j]) * double(a[i + j]);
       dot[j] += a[i + j] * b[i + j];
     }
-  for (; i < k; ++i) sq[0] += a[i] * a[i], dot[0] += a[i] * b[i];
-  float s = 0.0f, d = 0.0f;
+  for (; i < k; ++i) sq[0] += double(a[i]) * double(a[i]), dot[0] += a[i] * b[i];
+  double s = 0.0;
+  float d = 0.0f;
   for (int j = 0; j < kLanes; ++j) s += sq[j], d += dot[j];
   return {s, d};
 }
 
 // With r = 1 / sqrt(mean(x^2) + eps) and g = grad * weight:
 //   grad_x = (g - x * (r^2 * mean(x * g))) * r,   grad_weight = sum over rows of grad * (x * r).
-// float32 throughout (a gradient: its tolerance is float32's, not the forward's bit-exactness).
+// r as the forward computes it (a double sum of squares: no overflow for large x), the rest in float32.
 std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
                                                      const at::Tensor& weight_in, double eps) {
   check_cpu(grad_in, "grad");
@@ -64,7 +66,7 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, 
         const float* gr = gp + row * k;
         for (int64_t i = 0; i < k; ++i) g[i] = gr[i] * wp[i];
         const auto [sq, dot] = square_and_dot(xr, g.data(), k);
-        const float r = 1.0f / std::sqrt(sq * inv_k + float(eps));
+        const float r = static_cast<float>(1.0 / std::sqrt(sq / double(k) + eps));  // the forward's r
         const float c_row = r * r * (dot * inv_k);
         float* o = out + row * k;
         for (int64_t i = 0; i < k; ++i) {

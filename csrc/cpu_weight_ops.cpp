@@ -116,7 +116,11 @@ std::vector<at::Tensor> quantize_pack_binary(const at::Tensor& w_in, bool transp
 
 // scale[n] * Wq[n, k] as float32 [N, K]: the weight grad_x multiplies (exact backward).
 // Each row is unpacked into a small buffer and scaled on its way out: one pass, no int8 matrix.
-at::Tensor dequantize(const at::Tensor& packed_in, int64_t k, const at::Tensor& scale_in, bool ternary) {
+at::Tensor dequantize(const at::Tensor& packed_in, int64_t k, const at::Tensor& scale_in,
+                      std::optional<at::ScalarType> dtype, bool ternary) {
+  const at::ScalarType out_type = dtype.value_or(at::kFloat);
+  TORCH_CHECK_TYPE(out_type == at::kFloat || out_type == at::kBFloat16,
+                   "bitops: dequantize writes float32 or bfloat16, got ", dtype_name(out_type));
   check_k(k);
   check_cpu(packed_in, "packed");
   check_cpu(scale_in, "scale");
@@ -125,10 +129,9 @@ at::Tensor dequantize(const at::Tensor& packed_in, int64_t k, const at::Tensor& 
   const int64_t n = packed.size(0), rb = packed.size(1);
   const int64_t scale_stride = check_scale(scale_in, n, "scale");
   auto scale = scale_in.contiguous();
-  auto out = at::empty({n, k}, packed.options().dtype(at::kFloat));
+  auto out = at::empty({n, k}, packed.options().dtype(out_type));
   const uint8_t* src = packed.data_ptr<uint8_t>();
   const float* sc = scale.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
   std::atomic<int64_t> bad{-1};
   at::parallel_for(0, n, std::max<int64_t>(1, (int64_t(1) << 18) / k), [&](int64_t n0, int64_t n1) {
     std::vector<int8_t> row(k);
@@ -139,20 +142,27 @@ at::Tensor dequantize(const at::Tensor& packed_in, int64_t k, const at::Tensor& 
         P().unpack_binary(src + r * rb, k, 0, 1, row.data());
       }
       const float g = sc[r * scale_stride];
-      float* o = dst + r * k;
-      for (int64_t i = 0; i < k; ++i) o[i] = float(row[i]) * g;
+      if (out_type == at::kFloat) {
+        float* o = out.data_ptr<float>() + r * k;
+        for (int64_t i = 0; i < k; ++i) o[i] = float(row[i]) * g;
+      } else {  // rounded once, as .to(torch.bfloat16) of the float32 value
+        c10::BFloat16* o = out.data_ptr<c10::BFloat16>() + r * k;
+        for (int64_t i = 0; i < k; ++i) o[i] = c10::BFloat16(float(row[i]) * g);
+      }
     }
   });
   TORCH_CHECK_VALUE(bad.load() < 0, "bitops: packed is corrupt: row ", bad.load(), " holds the invalid 2-bit code 3");
   return out;
 }
 
-at::Tensor dequantize_ternary(const at::Tensor& packed, int64_t k, const at::Tensor& scale) {
-  return dequantize(packed, k, scale, true);
+at::Tensor dequantize_ternary(const at::Tensor& packed, int64_t k, const at::Tensor& scale,
+                              std::optional<at::ScalarType> dtype) {
+  return dequantize(packed, k, scale, dtype, true);
 }
 
-at::Tensor dequantize_binary(const at::Tensor& packed, int64_t k, const at::Tensor& scale) {
-  return dequantize(packed, k, scale, false);
+at::Tensor dequantize_binary(const at::Tensor& packed, int64_t k, const at::Tensor& scale,
+                             std::optional<at::ScalarType> dtype) {
+  return dequantize(packed, k, scale, dtype, false);
 }
 
 }  // namespace

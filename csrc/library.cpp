@@ -78,16 +78,18 @@ TORCH_LIBRARY(bitops, m) {
   // transposed, [packed, packed W^T] (uint8 [K, row_bytes(N)]: the weights of grad_x).
   m.def("quantize_pack_ternary(Tensor w, Tensor divisor, bool transposed) -> Tensor[]");
   m.def("quantize_pack_binary(Tensor w, bool transposed) -> Tensor[]");
-  // scale * Wq as float32 [N, k] (scale: one value or [N]): the weight of the exact grad_x.
-  m.def("dequantize_ternary(Tensor packed, int k, Tensor scale) -> Tensor");
-  m.def("dequantize_binary(Tensor packed, int k, Tensor scale) -> Tensor");
+  // scale * Wq as float32 [N, k] (scale: one value or [N]), or rounded to dtype (bfloat16):
+  // the weight of the exact grad_x.
+  m.def("dequantize_ternary(Tensor packed, int k, Tensor scale, ScalarType? dtype=None) -> Tensor");
+  m.def("dequantize_binary(Tensor packed, int k, Tensor scale, ScalarType? dtype=None) -> Tensor");
   m.def("ternary_matmul_int(Tensor xq, Tensor packed, int k) -> Tensor");
   m.def("binary_matmul_int(Tensor xbits, Tensor wbits, int k) -> Tensor");
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
   // RMSNorm of x (bitops.reference.rms_norm: weight [k], eps) fused in front of ternary_linear_i8.
   m.def("ternary_linear_i8_norm(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor norm_weight, float eps) -> Tensor");
   // The int8 linear ops (with the RMSNorm when norm_weight is given), also returning the
-  // int8 activations they multiplied (xq, s): what grad_W needs in training.
+  // int8 activations they multiplied (xq, s): what grad_W needs in training. No autograd of
+  // their own: BitLinearFunction's forward calls them.
   m.def("ternary_linear_i8_and_act(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor? norm_weight, float eps) -> (Tensor, Tensor, Tensor)");
   m.def("binary_linear_i8_and_act(Tensor x, Tensor packed, Tensor beta, Tensor? bias, Tensor? norm_weight, float eps) -> (Tensor, Tensor, Tensor)");
   // Gradients of that RMSNorm (bitops.reference.rms_norm) in float32: (grad_x, grad_weight).

@@ -291,11 +291,14 @@ def test_native_norm_backward_is_autograd_of_the_reference_norm(m, k, seed, dtyp
     w = (1 + 0.5 * torch.randn(k, generator=g)).requires_grad_()
     grad = torch.randn(m, k, generator=g)
     gx, gw = torch.ops.bitops.rms_norm_backward(grad, x.detach(), w.detach(), 1e-6)
-    xf = x.detach().float().requires_grad_()  # the same float32 values the kernel reads
-    want_x, want_w = torch.autograd.grad(ref.rms_norm(xf, w, 1e-6), (xf, w), grad)
-    # float32 sums in another order than autograd's: a few ulps of the largest term per row
-    torch.testing.assert_close(gx, want_x, rtol=1e-5, atol=1e-5 * max(1.0, k**0.5))
-    torch.testing.assert_close(gw, want_w, rtol=1e-5, atol=1e-5 * max(1.0, m**0.5))
+    # the exact gradients, in float64, of the same float32 values the kernel reads
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    r = 1 / torch.sqrt(xd.square().mean(-1, keepdim=True) + 1e-6)
+    want_x, want_w = torch.autograd.grad(xd * r * wd, (xd, wd), grad.double())
+    # float32 arithmetic: g - x r^2 mean(x g) cancels, so the error scales with |g| r, not |grad_x|
+    scale = (grad.double().abs() * wd.abs() * r).amax(-1, keepdim=True) if m else torch.zeros(0, 1)
+    assert ((gx.double() - want_x).abs() <= 1e-5 * scale + 1e-6).all()
+    torch.testing.assert_close(gw.double(), want_w, rtol=1e-5, atol=1e-5 * max(1.0, m**0.5))
 
 
 @pytest.mark.skipif(not NATIVE, reason="native extension not built")
@@ -363,3 +366,42 @@ def test_dequantized_activations_are_the_true_division(shape):
         torch.ops.bitops.dequantize_activations(xq, torch.ones(7))
     with pytest.raises(TypeError, match="xq must be int8"):
         torch.ops.bitops.dequantize_activations(xq.float(), s)
+
+
+@pytest.mark.parametrize("kind,act_bits", [("binary", 1), ("ternary", 8), ("binary", None)])
+def test_norm_weight_gradient_when_x_needs_none(kind, act_bits):
+    """A first layer: the data needs no gradient, the norm weight does (sign activations: the
+    straight-through window must still mask it)."""
+    x, w, b, nw, gy = _norm_case(kind, act_bits, torch.float32)
+    x = x.detach()
+    y = quant.bit_linear(x, w, b, kind, act_bits, norm_weight=nw, norm_eps=1e-6)
+    gw, gn = torch.autograd.grad(y, (w, nw), gy)
+    y_ref = quant.fake_quant_linear(ref.rms_norm(x, nw, 1e-6), w, b, kind, act_bits)
+    want_w, want_n = torch.autograd.grad(y_ref, (w, nw), gy)
+    torch.testing.assert_close(gw, want_w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gn, want_n, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native extension not built")
+@pytest.mark.parametrize("n", [300, 5000])
+def test_bf16_grad_x_rounds_once(monkeypatch, n):
+    """bfloat16 grad_x: one GEMM over W decoded to bf16, or (past the bf16 size limit) float32
+    blocks rounded once at the end: never a bf16 sum of blocks."""
+    import bitops.autograd as autograd
+
+    monkeypatch.setattr(autograd, "_DECODE_WHOLE_BF16", 300 * 64)  # n = 5000 takes the float32 blocks
+    monkeypatch.setattr(autograd, "_DECODE_BLOCK_FLOATS", 64 * 64)
+    g = torch.Generator().manual_seed(2)
+    wq = ref.ternary_quantize(torch.randn(n, 64, generator=g))[0]
+    packed = ops.pack_ternary(wq, torch.tensor(0.3))
+    gy = torch.randn(16, n, generator=g).bfloat16()
+    got = autograd.grad_input(gy, "ternary", packed.qdata, packed.scale, 64, (16, 64), torch.bfloat16)
+    exact = gy.double() @ (wq.double() * 0.3)
+    err = ((got.double() - exact).abs().max() / exact.abs().max()).item()
+    # at most one bf16 rounding of W's values and one of the result (2^-9 each): a bf16 sum over
+    # the 78 blocks would add one rounding per block
+    assert got.dtype == torch.bfloat16 and err <= 2**-7
+    w16 = torch.ops.bitops.dequantize_ternary(packed.qdata, 64, packed.scale, torch.bfloat16)
+    assert torch.equal(w16, (wq.float() * 0.3).bfloat16())
+    with pytest.raises(TypeError, match="float32 or bfloat16"):
+        torch.ops.bitops.dequantize_ternary(packed.qdata, 64, packed.scale, torch.float16)
