@@ -15,12 +15,14 @@ backward through :class:`ReferenceLinear`. :class:`bitops.bit_linear.BitLinearFu
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import reference as ref
 from ._native import HAS_CUDA, LOADED
 
-__all__ = ["grad_input", "grad_bias", "gemm_dtype", "ReferenceLinear", "reference_linear"]
+__all__ = ["grad_input", "grad_bias", "gemm_dtype", "rows_of", "ReferenceLinear", "reference_linear"]
 
 _OP_CONFIG = {  # native op -> (weight kind, act_bits)
     "ternary_linear_i8": ("ternary", 8),
@@ -39,6 +41,11 @@ def _decode(kind: str, qdata: torch.Tensor, k: int) -> torch.Tensor:
     return torch.ops.bitops.unpack_binary(qdata, k) if native else ref.unpack_binary(qdata, k)
 
 
+def rows_of(t: torch.Tensor, n: int) -> torch.Tensor:
+    """t [..., n] as [rows, n]; unlike reshape(-1, n), also for n = 0."""
+    return t.reshape(math.prod(t.shape[:-1]), n)
+
+
 def gemm_dtype(grad_y: torch.Tensor, out_dtype: torch.dtype) -> torch.dtype:
     """The dtype of a backward float GEMM: bfloat16 when grad_y and the gradient it makes are
     both bfloat16 (as nn.Linear's own backward in bfloat16: bf16 inputs, float32 accumulation,
@@ -53,7 +60,7 @@ def grad_input(grad_y, kind, qdata, scale, k, x_shape, x_dtype, window=None) -> 
     activations), in x's dtype and shape."""
     n = qdata.shape[0]
     dtype = gemm_dtype(grad_y, x_dtype)
-    gy = grad_y.reshape(-1, n).to(dtype)
+    gy = rows_of(grad_y, n).to(dtype)
     if LOADED and qdata.is_cpu and scale.is_cpu:
         grad_x = _decoded_product(gy, kind, qdata, scale, k, dtype)
     else:
@@ -98,7 +105,7 @@ def _decoded_product(gy, kind, qdata, scale, k, dtype):
 
 
 def grad_bias(grad_y, n, dtype) -> torch.Tensor:
-    return grad_y.reshape(-1, n).float().sum(0).to(dtype)
+    return rows_of(grad_y, n).float().sum(0).to(dtype)
 
 
 def _save(ctx, act_bits, x, qdata, scale, bias):

@@ -22,7 +22,7 @@ import torch
 from . import ops
 from . import reference as ref
 from ._native import LOADED
-from .autograd import gemm_dtype, grad_bias, grad_input
+from .autograd import gemm_dtype, grad_bias, grad_input, rows_of
 from .config import check_config
 from .packed import PackedWeight
 
@@ -175,7 +175,7 @@ class BitLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             dtype = gemm_dtype(grad_y, ctx.weight_dtype)
             x_used = _dequantized_activations(saved_x, ctx.act_bits).reshape(-1, k).to(dtype)
-            grad_w = (grad_y.reshape(-1, n).to(dtype).T @ x_used).to(ctx.weight_dtype)
+            grad_w = (rows_of(grad_y, n).to(dtype).T @ x_used).to(ctx.weight_dtype)
         if ctx.needs_input_grad[2]:
             grad_b = grad_bias(grad_y, n, ctx.bias_dtype)
         if not ctx.needs_input_grad[0]:

@@ -405,3 +405,13 @@ def test_bf16_grad_x_rounds_once(monkeypatch, n):
     assert torch.equal(w16, (wq.float() * 0.3).bfloat16())
     with pytest.raises(TypeError, match="float32 or bfloat16"):
         torch.ops.bitops.dequantize_ternary(packed.qdata, 64, packed.scale, torch.float16)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch's, as for nn.Linear(5, 0)
+@pytest.mark.parametrize("backward", ["exact", "int8"])
+def test_a_layer_without_outputs_trains(backward):
+    layer = BitLinear(5, 0, backward=backward)
+    x = torch.randn(3, 5, requires_grad=True)
+    layer(x).sum().backward()
+    assert torch.equal(x.grad, torch.zeros(3, 5)) and layer.weight.grad.shape == (0, 5)
+    assert layer.bias.grad.shape == (0,)
