@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <vector>
 #include "checks.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -84,12 +85,17 @@ std::vector<at::Tensor> quantize_pack(const at::Tensor& w, bool ternary, bool tr
     quantize(float_rows(w, n0, n1, converted), k, 0, rows, codes.data());
     pack(codes.data(), k, 0, rows, dst + n0 * rb);  // values are in the format: never fails
     if (!transposed) return;
+    // kTransposeCols columns at a time: transposed codes, packed as kc rows of `rows` weights in
+    // one call, then each packed piece copied to its row of W^T
     std::vector<int8_t> cols(kTransposeCols * rows);
+    const int64_t piece = row_bytes(rows);
+    std::vector<uint8_t> pieces(kTransposeCols * piece);
     uint8_t* out = dst_t + n0 * bits_per_weight / 8;
     for (int64_t k0 = 0; k0 < k; k0 += kTransposeCols) {
       const int64_t kc = std::min(kTransposeCols, k - k0);
       cpu::transpose_bytes(codes.data() + k0, k, rows, kc, cols.data(), rows);
-      for (int64_t j = 0; j < kc; ++j) pack(cols.data() + j * rows, rows, 0, 1, out + (k0 + j) * rb_t);
+      pack(cols.data(), rows, 0, kc, pieces.data());
+      for (int64_t j = 0; j < kc; ++j) std::memcpy(out + (k0 + j) * rb_t, pieces.data() + j * piece, piece);
     }
   });
   if (transposed) return {packed, packed_t};
