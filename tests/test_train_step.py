@@ -168,7 +168,7 @@ def test_int8_backward_is_close_to_the_exact_gradient():
     x, w, b, gy, _, (gx, _, _) = _int8_grads("ternary", 8, torch.float32, (64, 512), 256)
     gx_e = torch.autograd.grad(quant.bit_linear(x, w, b, "ternary", 8), x, gy)[0]
     rel = (gx - gx_e).norm() / gx_e.norm()
-    assert 0 < rel < 0.02  # per-row int8 grad_y: ~1/127 of the row max per element
+    assert 0 < rel < 0.01  # per-row int8 grad_y: ~1/254 of the row max per element (0.7% measured)
 
 
 @pytest.mark.parametrize("kind", ["ternary", "binary"])
@@ -398,8 +398,8 @@ def test_bf16_grad_x_rounds_once(monkeypatch, n):
     got = autograd.grad_input(gy, "ternary", packed.qdata, packed.scale, 64, (16, 64), torch.bfloat16)
     exact = gy.double() @ (wq.double() * 0.3)
     err = ((got.double() - exact).abs().max() / exact.abs().max()).item()
-    # at most one bf16 rounding of W's values and one of the result (2^-9 each): a bf16 sum over
-    # the 78 blocks would add one rounding per block
+    # at most one bf16 rounding of W's values and one of the result (unit roundoff 2^-8 each): a
+    # bf16 sum over the 78 blocks would add one rounding per block
     assert got.dtype == torch.bfloat16 and err <= 2**-7
     w16 = torch.ops.bitops.dequantize_ternary(packed.qdata, 64, packed.scale, torch.bfloat16)
     assert torch.equal(w16, (wq.float() * 0.3).bfloat16())

@@ -32,32 +32,32 @@ inline __m256i binary8(const float* p) {
   return _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(ge), _mm256_set1_epi32(2)), _mm256_set1_epi32(1));
 }
 
+// Rows [n0, n1) of w: eight(p) quantises 8 floats into 8 int32 lanes; tail(src, len, dst) the
+// last k % 32 of a row with the portable code.
+template <class Eight, class Tail>
+void quantize_rows(const float* w, int64_t k, int64_t n0, int64_t n1, int8_t* wq, Eight&& eight, Tail&& tail) {
+  const int64_t body = k / 32 * 32;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* src = w + n * k;
+    int8_t* dst = wq + (n - n0) * k;
+    for (int64_t i = 0; i < body; i += 32)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                          narrow(eight(src + i), eight(src + i + 8), eight(src + i + 16), eight(src + i + 24)));
+    if (body < k) tail(src + body, k - body, dst + body);
+  }
+}
+
 }  // namespace
 
 void quantize_ternary_weights(const float* w, int64_t k, float d, int64_t n0, int64_t n1, int8_t* wq) {
   const __m256 vd = _mm256_set1_ps(d);
-  const int64_t body = k / 32 * 32;
-  for (int64_t n = n0; n < n1; ++n) {
-    const float* src = w + n * k;
-    int8_t* dst = wq + (n - n0) * k;
-    for (int64_t i = 0; i < body; i += 32)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
-                          narrow(ternary8(src + i, vd), ternary8(src + i + 8, vd), ternary8(src + i + 16, vd),
-                                 ternary8(src + i + 24, vd)));
-    if (body < k) cpu::quantize_ternary_weights(src + body, k - body, d, 0, 1, dst + body);
-  }
+  quantize_rows(w, k, n0, n1, wq, [&](const float* p) { return ternary8(p, vd); },
+                [&](const float* src, int64_t len, int8_t* dst) { cpu::quantize_ternary_weights(src, len, d, 0, 1, dst); });
 }
 
 void quantize_binary_weights(const float* w, int64_t k, int64_t n0, int64_t n1, int8_t* wq) {
-  const int64_t body = k / 32 * 32;
-  for (int64_t n = n0; n < n1; ++n) {
-    const float* src = w + n * k;
-    int8_t* dst = wq + (n - n0) * k;
-    for (int64_t i = 0; i < body; i += 32)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
-                          narrow(binary8(src + i), binary8(src + i + 8), binary8(src + i + 16), binary8(src + i + 24)));
-    if (body < k) cpu::quantize_binary_weights(src + body, k - body, 0, 1, dst + body);
-  }
+  quantize_rows(w, k, n0, n1, wq, [](const float* p) { return binary8(p); },
+                [](const float* src, int64_t len, int8_t* dst) { cpu::quantize_binary_weights(src, len, 0, 1, dst); });
 }
 
 }  // namespace bitops::cpu::avx2
