@@ -25,7 +25,7 @@ KERNELS = ROOT / "csrc" / "kernels" / "cpu"
 DESCRIPTIONS = {
     "maddubs": "library's AVX2 set: vpmaddubsw on offset codes (w+1) x int8, minus sum(x) once per row "
                "(GEMV: decode on the fly, 4 rows, software prefetch; M >= 8: each weight panel decoded once, "
-               "4x3 register-blocked u8 x s8 GEMM, x read by vpmaddubsw from L1)",
+               "2x6 register-blocked u8 x s8 GEMM, x held in registers)",
     "sign": "true add/sub: w = code-1, vpsignb(w, x), vpmaddubsw with |x| (|x| precomputed; -128 safe); "
             "one weight row at a time",
     "lut": "T-MAC-style lookup: per activation pair, the 9 sums (a-1)x0 + (b-1)x1 as int16 split into two "

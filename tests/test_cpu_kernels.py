@@ -41,9 +41,9 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 # block, the 256-bit binary unit, the 8-block int16 flush (1024) -- plus anything up to 1100.
 EDGE_K = [1, 2, 3, 7, 31, 32, 33, 127, 128, 129, 255, 256, 257, 383, 1023, 1024, 1025]
 ks = st.one_of(st.sampled_from(EDGE_K), st.integers(1, 1100))
-# 4-row micro-tiles; AVX2 >= 8 rows and AVX-512 VNNI ternary >= 16 rows: decoded panels
+# micro-tiles of 2 and 4 rows of x and 6 weight rows; AVX2 >= 8 rows and AVX-512 VNNI ternary >= 16 rows: decoded panels
 ms = st.sampled_from([0, 1, 1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17])
-ns = st.sampled_from([1, 1, 2, 3, 4, 5, 8, 13])
+ns = st.sampled_from([1, 1, 2, 3, 4, 5, 6, 8, 13, 70])
 
 
 def rng_for(seed: int) -> np.random.Generator:
@@ -237,10 +237,11 @@ def test_int16_partial_sums_never_saturate(m, xval, wval):
     """The extreme case for the int16 partial sums (code 2 or 0 times -128 or 127 over a long K).
 
     With x = -128 and w = +1 the AVX2 decoded GEMM's int16 lanes (m >= 8) reach exactly -32768
-    before each flush; one more vpmaddubsw per flush would wrap. (On a CPU with AVX-512 VNNI
+    before each flush: K = 48 blocks (the last one partial) runs as 3 equal chunks of 16 blocks,
+    the most a chunk holds; one more vpmaddubsw per flush would wrap. (On a CPU with AVX-512 VNNI
     the in-process run checks the int32 vpdpbusd lanes; the BITOPS_ISA=avx2 rerun the int16 ones.)
     """
-    k = 4 * 1024 + 129
+    k = 47 * 128 + 1
     xq = torch.full((m, k), xval, dtype=torch.int8)
     packed = raw_ternary(torch.full((3, k), wval, dtype=torch.int8))
     assert torch.equal(bitops.ternary_matmul_int(xq, packed, k), torch.full((m, 3), xval * wval * k, dtype=torch.int32))

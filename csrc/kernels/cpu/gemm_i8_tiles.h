@@ -4,14 +4,14 @@
 // row of x and the inner loop is only loads, vpmaddubsw and vpaddw:
 //
 //   for each panel of kPanelRows weight rows (codes: L2-resident)
-//     for each 4 rows of x
-//       for each K chunk of 2048 weights (4 rows of x: 8 KiB, L1-resident)
-//         for each 3 weight rows: 4 x 3 int16 partial sums -> int32 tile sums
+//     for each 2 rows of x
+//       for each K chunk of at most 2048 weights (chunks of equal size)
+//         for each 6 weight rows: 2 x 6 int16 partial sums -> int32 tile sums
 //
-// 4 x 3: 12 accumulators + 3 code registers + 1 product = all 16 ymm registers;
-// x is read by vpmaddubsw itself from L1 (see add_maddubs). On this machine
-// (M = 512, K = N = 4096, one thread) that went from 78 ms to 68 ms over the
-// 3 x 4 kernel, whose 4 code vectors did not fit and were reloaded per row.
+// 2 x 6: 12 accumulators + 2 x registers + 1 code register + 1 product = all
+// 16 ymm registers. x is held in registers and each code vector is loaded once
+// for two vpmaddubsw: 8 loads per 12 vpmaddubsw, where the 4 x 3 kernel that
+// read x from memory needed 15 and was capped by the load ports.
 //
 // The decoding and the blocking are shared by the AVX2 and the AVX-512 sets; the
 // inner kernel over a decoded panel is a policy: MaddubsPanel below (AVX2), or
@@ -25,7 +25,7 @@ namespace {
 
 constexpr int64_t kPanelRows = 64;        // decoded: 64 rows x K bytes (256 KiB at K = 4096)
 constexpr int64_t kDecodedMinRows = 8;    // below this, decode-on-the-fly (dot_tiles.h) wins
-constexpr int kGemmMR = 4, kGemmNR = 3;
+constexpr int kGemmMR = 2, kGemmNR = 6;
 // int16 partial sums over 16 blocks = 64 vpmaddubsw per lane, each in [-512, 508]
 // (codes <= 2, x in [-128, 127]): every running sum stays in [-32768, 32512].
 constexpr int64_t kGemmFlushBlocks = 16;
@@ -53,86 +53,91 @@ bool decode_panel(const Dec& dec, const uint8_t* w, int64_t rb, int64_t k, int64
   return _mm256_testz_si256(seen, seen);
 }
 
-// acc += maddubs(codes, x[0..31]) in two instructions, x read straight from
-// memory (a micro-fused load) and the sum kept in acc's own register. Inline
-// asm because GCC, with the add chain pinned in order, copied every sum back
-// from a scratch register and loaded x separately: ~30% more instructions per
-// vpmaddubsw, which held this loop to ~60% of the vpmaddubsw rate.
-inline void add_maddubs(__m256i& acc, __m256i codes, const int8_t* x) {
+// acc += maddubs(codes, x) in two instructions, the sum kept in acc's own
+// register. Inline asm because GCC, with the add chain pinned in order, copied
+// every sum back from a scratch register: ~30% more instructions per vpmaddubsw.
+inline void add_maddubs(__m256i& acc, __m256i codes, __m256i x) {
   __m256i product;
-  asm("vpmaddubsw %2, %3, %1\n\tvpaddw %1, %0, %0"
-      : "+x"(acc), "=&x"(product)
-      : "m"(*reinterpret_cast<const __m256i*>(x)), "x"(codes));
+  asm("vpmaddubsw %3, %2, %1\n\tvpaddw %1, %0, %0" : "+x"(acc), "=&x"(product) : "x"(codes), "x"(x));
 }
 
-// acc[i][j] += codes(c[j]) . x[i] over `blocks` blocks (<= kGemmFlushBlocks: int16 cannot overflow).
+// acc[i * NR + j] += codes(c[j]) . x[i] over `blocks` blocks (<= kGemmFlushBlocks: int16 cannot overflow).
 template <int MR, int NR>
 inline void dot_codes(const uint8_t* const* c, const int8_t* const* x, int64_t blocks, __m256i* acc) {
   __m256i part[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) part[i][j] = _mm256_setzero_si256();
   for (int64_t s = 0; s < 4 * blocks; ++s) {  // 32 codes at a time
-    __m256i cv[NR];
-    for (int j = 0; j < NR; ++j) cv[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(c[j] + 32 * s));
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) add_maddubs(part[i][j], cv[j], x[i] + 32 * s);
+    __m256i xv[MR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i] + 32 * s));
+    for (int j = 0; j < NR; ++j) {
+      const __m256i cv = _mm256_load_si256(reinterpret_cast<const __m256i*>(c[j] + 32 * s));
+      for (int i = 0; i < MR; ++i) add_maddubs(part[i][j], cv, xv[i]);
+    }
   }
-  const __m256i ones16 = _mm256_set1_epi16(1);
+  // The constant is made here, after the loop: hoisted out of the callers'
+  // loops by GCC, it held the 16th register and pushed an accumulator to the stack.
+  __m256i ones16;
+  asm volatile("vpcmpeqw %0, %0, %0\n\tvpsrlw $15, %0, %0" : "=x"(ones16));
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j)
       acc[i * NR + j] = _mm256_add_epi32(acc[i * NR + j], _mm256_madd_epi16(part[i][j], ones16));
 }
 
+// Panel rows [j, j + NR) against MR rows of x over the chunk of blocks [b0, b1):
+// the whole blocks read in place, the zero-padded tail block (index `full`) from xt.
+template <int MR, int NR>
+inline void panel_rows_chunk(const uint8_t* codes, int64_t kp, int64_t j, const int8_t* const* x,
+                             const int8_t* const* xt, int64_t full, int64_t b0, int64_t b1, __m256i* acc) {
+  const uint8_t* c[NR];
+  __m256i t[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int jj = 0; jj < NR; ++jj) t[i * NR + jj] = acc[(j + jj) * kGemmMR + i];
+  const int64_t whole_end = b1 < full ? b1 : full;
+  if (whole_end > b0) {
+    const int8_t* xc[MR];
+    for (int i = 0; i < MR; ++i) xc[i] = x[i] + b0 * kBlock;
+    for (int jj = 0; jj < NR; ++jj) c[jj] = codes + (j + jj) * kp + b0 * kBlock;
+    dot_codes<MR, NR>(c, xc, whole_end - b0, t);
+  }
+  if (b1 > full) {  // this chunk holds the tail block
+    for (int jj = 0; jj < NR; ++jj) c[jj] = codes + (j + jj) * kp + full * kBlock;
+    dot_codes<MR, NR>(c, xt, 1, t);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int jj = 0; jj < NR; ++jj) acc[(j + jj) * kGemmMR + i] = t[i * NR + jj];
+}
+
 // Rows [m, m + MR) of x against the decoded panel rows [0, np) (output rows p0 + j).
 // noinline: inlined into a caller with live decoder constants, GCC spilled the
-// 12 accumulators (measured 1.6x slower in the binary kernel).
+// accumulators (measured 1.6x slower in the binary kernel).
 template <int MR>
 __attribute__((noinline)) void maddubs_panel_rows(const uint8_t* codes, int64_t kp, int64_t np, const int8_t* xq,
                                                   const int8_t* tails, const int64_t* sums, int64_t k, int64_t m,
                                                   int64_t m0, int64_t p0, int64_t scale, const Epilogue& e,
-                                                  __m256i* acc /* [np][MR] */) {
+                                                  __m256i* acc /* [np][kGemmMR] */) {
   const int64_t full = k / kBlock, blocks = kp / kBlock;
-  for (int64_t a = 0; a < np * MR; ++a) acc[a] = _mm256_setzero_si256();
+  // Equal chunks of at most kGemmFlushBlocks: K = 2560 runs as 10 + 10 blocks, not 16 + 4.
+  const int64_t chunks = (blocks + kGemmFlushBlocks - 1) / kGemmFlushBlocks;
+  const int64_t chunk = (blocks + chunks - 1) / chunks;
+  for (int64_t a = 0; a < np * kGemmMR; ++a) acc[a] = _mm256_setzero_si256();
   const int8_t* x[MR];
   const int8_t* xt[MR];
   for (int i = 0; i < MR; ++i) {
     x[i] = xq + (m + i) * k;
     xt[i] = tails + (m + i - m0) * kBlock;
   }
-  for (int64_t b0 = 0; b0 < blocks; b0 += kGemmFlushBlocks) {
-    const int64_t b1 = b0 + kGemmFlushBlocks < full ? b0 + kGemmFlushBlocks : full;  // whole blocks of x in place
-    const int8_t* xc[MR];
-    for (int i = 0; i < MR; ++i) xc[i] = x[i] + b0 * kBlock;
+  for (int64_t b0 = 0; b0 < blocks; b0 += chunk) {
+    const int64_t b1 = b0 + chunk < blocks ? b0 + chunk : blocks;
     int64_t j = 0;
-    for (; j + kGemmNR <= np; j += kGemmNR) {
-      const uint8_t* c[kGemmNR];
-      for (int jj = 0; jj < kGemmNR; ++jj) c[jj] = codes + (j + jj) * kp + b0 * kBlock;
-      __m256i t[MR * kGemmNR];
-      for (int i = 0; i < MR; ++i)
-        for (int jj = 0; jj < kGemmNR; ++jj) t[i * kGemmNR + jj] = acc[(j + jj) * MR + i];
-      if (b1 > b0) dot_codes<MR, kGemmNR>(c, xc, b1 - b0, t);
-      if (b1 < b0 + kGemmFlushBlocks && b1 < blocks) {  // this chunk holds the zero-padded tail block
-        for (int jj = 0; jj < kGemmNR; ++jj) c[jj] = codes + (j + jj) * kp + full * kBlock;
-        dot_codes<MR, kGemmNR>(c, xt, 1, t);
-      }
-      for (int i = 0; i < MR; ++i)
-        for (int jj = 0; jj < kGemmNR; ++jj) acc[(j + jj) * MR + i] = t[i * kGemmNR + jj];
-    }
-    for (; j < np; ++j) {
-      const uint8_t* c[1] = {codes + j * kp + b0 * kBlock};
-      __m256i t[MR];
-      for (int i = 0; i < MR; ++i) t[i] = acc[j * MR + i];
-      if (b1 > b0) dot_codes<MR, 1>(c, xc, b1 - b0, t);
-      if (b1 < b0 + kGemmFlushBlocks && b1 < blocks) {
-        c[0] = codes + j * kp + full * kBlock;
-        dot_codes<MR, 1>(c, xt, 1, t);
-      }
-      for (int i = 0; i < MR; ++i) acc[j * MR + i] = t[i];
-    }
+    for (; j + kGemmNR <= np; j += kGemmNR) panel_rows_chunk<MR, kGemmNR>(codes, kp, j, x, xt, full, b0, b1, acc);
+    if (j + 4 <= np) panel_rows_chunk<MR, 4>(codes, kp, j, x, xt, full, b0, b1, acc), j += 4;
+    if (j + 2 <= np) panel_rows_chunk<MR, 2>(codes, kp, j, x, xt, full, b0, b1, acc), j += 2;
+    if (j < np) panel_rows_chunk<MR, 1>(codes, kp, j, x, xt, full, b0, b1, acc);
   }
   for (int64_t j = 0; j < np; ++j)
     for (int i = 0; i < MR; ++i)
-      store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * hsum_epi32(acc[j * MR + i]) - sums[m + i - m0]));
+      store_int(e, m + i, p0 + j, static_cast<int32_t>(scale * hsum_epi32(acc[j * kGemmMR + i]) - sums[m + i - m0]));
 }
 
 // The AVX2 inner kernel over a decoded panel: rows of x kGemmMR at a time, then
