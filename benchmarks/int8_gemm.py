@@ -10,8 +10,9 @@ BitNet b1.58 2B4T projections and 4096x4096, on 1 thread and on all of torch's t
 cell is the median of its calls in a round; rounds interleave every shape and thread count,
 and the figure is the median over rounds (this machine is shared). The peak is the rate of
 the kernel set's multiply instruction (vpmaddubsw + vpaddw, 32 MACs; or vpdpbusd zmm, 64 MACs)
-measured by benchmarks/int8_peak.cpp on one core before and after the rounds, times the
-threads. The default is the better of those two probes (other processes only slow a probe).
+measured by benchmarks/int8_peak.cpp on one core once per round, times the threads; each
+cell's % of peak is the median over rounds of its rate over that round's peak (the core's
+clock drifts over a run here: the probe moved from 164 to 204 GMAC/s within one run).
 
 Writes int8_gemm_<isa>.{json,md} to --out (default benchmarks/results; --quick: a subfolder).
 """
@@ -80,31 +81,31 @@ def run(args) -> dict:
         cases.append((name, n, k, xq, packed))
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_probe(Path(tmp))
-        probes = [probe_peak(exe)]
+        probes = []
         times = {(c[0], t): [] for c in cases for t in thread_counts}
         for r in range(args.rounds):
+            probes.append(probe_peak(exe))
             for t in thread_counts[r % 2:] + thread_counts[:r % 2]:  # thread order alternates per round
                 torch.set_num_threads(t)
                 for name, n, k, xq, packed in cases:
                     times[(name, t)].append(median_call_s(lambda: bitops.ternary_matmul_int(xq, packed), args.calls))
         torch.set_num_threads(threads_all)
-        probes.append(probe_peak(exe))
     vnni = bitops.backend() == "cpu-avx512vnni"
     key = "vnni_peak_gmacs_per_core" if vnni else "int8_peak_gmacs_per_core"
-    per_core = max(p[key] for p in probes)
+    per_core = [p[key] for p in probes]
     rows = []
     for name, n, k, _, _ in cases:
         for t in thread_counts:
             s = statistics.median(times[(name, t)])
-            gmacs = m * n * k / s / 1e9
+            pct = [100 * m * n * k / v / 1e9 / (pk * t) for v, pk in zip(times[(name, t)], per_core)]
             rows.append({"shape": name, "n": n, "k": k, "m": m, "threads": t, "ms": s * 1e3,
-                         "round_ms": [v * 1e3 for v in times[(name, t)]], "gmacs": gmacs,
-                         "pct_peak": 100 * gmacs / (per_core * t)})
+                         "round_ms": [v * 1e3 for v in times[(name, t)]], "gmacs": m * n * k / s / 1e9,
+                         "pct_peak": statistics.median(pct), "round_pct_peak": pct})
     return {
         "cpu": cpu_model(), "isa": bitops.backend(), "torch_threads": threads_all,
         "omp": {v: os.environ.get(v) for v in ("OMP_PROC_BIND", "OMP_PLACES", "OMP_NUM_THREADS")},
         "peak_instruction": "vpdpbusd zmm (64 MACs)" if vnni else "vpmaddubsw + vpaddw (32 MACs)",
-        "peak_gmacs_per_core": per_core, "probes": probes, "rounds": args.rounds, "calls_per_round": args.calls,
+        "peak_gmacs_per_core": statistics.median(per_core), "probes": probes, "rounds": args.rounds, "calls_per_round": args.calls,
         "load_average": [round(v, 2) for v in os.getloadavg()], "rows": rows,
     }
 
@@ -114,10 +115,11 @@ def markdown(res: dict) -> str:
     lines = [
         f"# Packed ternary int8 GEMM vs the int8 peak ({res['isa']}, M = {res['rows'][0]['m']})",
         "",
-        f"Machine: {res['cpu']}; peak {res['peak_gmacs_per_core']:.0f} GMAC/s per core ({res['peak_instruction']}, "
-        f"measured in this run: " + ", ".join(f"{p['int8_peak_gmacs_per_core']:.0f} / {p['vnni_peak_gmacs_per_core']:.0f}"
-                                              for p in res["probes"])
-        + " GMAC/s vpmaddubsw / vpdpbusd per core before / after the rounds, the better kept). "
+        f"Machine: {res['cpu']}; peak {res['peak_gmacs_per_core']:.0f} GMAC/s per core, the median of the run's "
+        f"probes ({res['peak_instruction']}; per round: "
+        + ", ".join(f"{p['int8_peak_gmacs_per_core']:.0f}" for p in res["probes"]) + " GMAC/s vpmaddubsw, "
+        + ", ".join(f"{p['vnni_peak_gmacs_per_core']:.0f}" for p in res["probes"]) + " vpdpbusd). "
+        "Each % of peak is the median over rounds of the round's rate over the round's peak. "
         f"Median over {res['rounds']} interleaved rounds of the per-round median of {res['calls_per_round']} calls; "
         f"OMP settings {res['omp']}; load average {res['load_average']}.",
         "",
@@ -128,7 +130,7 @@ def markdown(res: dict) -> str:
         cells = []
         for t in threads:
             r = next(r for r in res["rows"] if r["shape"] == name and r["threads"] == t)
-            cells.append(f"{r['ms']:.2f} ms, {r['gmacs']:.0f} GMAC/s = {r['pct_peak']:.0f}% of peak")
+            cells.append(f"{r['ms']:.2f} ms, {r['gmacs']:.0f} GMAC/s, {r['pct_peak']:.0f}% of peak")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
