@@ -42,7 +42,7 @@ link_flags = []
 if torch.backends.openmp.is_available():
     cxx_flags.append("-fopenmp")
     link_flags.append("-fopenmp")
-cpu_sources = ["csrc/library.cpp", "csrc/cpu_ops.cpp", "csrc/cpu_weight_ops.cpp", "csrc/cpu_train_ops.cpp"] + sources("csrc/kernels/cpu/*.cpp")
+cpu_sources = ["csrc/library.cpp", "csrc/cpu_ops.cpp", "csrc/cpu_dense_ops.cpp", "csrc/cpu_weight_ops.cpp", "csrc/cpu_train_ops.cpp"] + sources("csrc/kernels/cpu/*.cpp")
 
 if want_cuda():
     extension = CUDAExtension(

@@ -8,6 +8,7 @@ from . import checkpoint, hf, interop, nn, reference
 from ._native import backend
 from .packed import PackedWeight
 from .ops import (
+    bf16_linear,
     binarize_activations,
     binary_linear,
     binary_matmul_int,
@@ -41,6 +42,7 @@ __all__ = [
     "binary_matmul_int",
     "ternary_linear",
     "binary_linear",
+    "bf16_linear",
     "ternary_row_bytes",
     "binary_row_bytes",
 ]

@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 from . import interop, ops
+from .bf16_linear import Bf16Linear
 from .int8_linear import Int8Linear
 from .nn import PackedBitLinear
 
-__all__ = ["convert", "fuse_norms", "quantize_head", "to_transformers", "bitnet_layer_kinds"]
+__all__ = ["convert", "fuse_norms", "quantize_head", "stream_head", "to_transformers", "bitnet_layer_kinds"]
 
 
 def _bitnet_module():
@@ -148,6 +149,18 @@ def quantize_head(model: nn.Module) -> Int8Linear:
     return int8
 
 
+def stream_head(model: nn.Module) -> nn.Module:
+    """Puts the model's bf16 output head (an nn.Linear) on bitops' streaming GEMV
+    (:class:`bitops.nn.Bf16Linear`: the same weight tensors, still tied; decode-sized calls read
+    them at memory speed). Returns the head, unchanged when it is not a bf16 nn.Linear."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if type(head) is not nn.Linear or head.weight.dtype != torch.bfloat16:
+        return head
+    streamed = Bf16Linear.from_linear(head)
+    model.set_output_embeddings(streamed)
+    return streamed
+
+
 def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> nn.Module:
     """Replaces every transformers BitNet layer of ``model`` with a bitops PackedBitLinear, in place.
 
@@ -156,11 +169,13 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> 
     ``fuse=True`` also moves the RMSNorms of transformers' BitNet decoder layers into the
     layers that read them (:func:`fuse_norms`): one kernel call normalizes, quantizes and
     multiplies, and the norm runs in float32 instead of rounding to the model's dtype first.
-    ``lm_head="int8"`` also quantizes the output head (:func:`quantize_head`): about half the
-    bytes a decoded token reads in the 2B4T model, at a small logit error (README).
+    The output head keeps its weights as stored; a bf16 one runs on bitops' streaming GEMV at
+    decode (:func:`stream_head`). ``lm_head="int8"`` quantizes the head instead
+    (:func:`quantize_head`): about half the bytes a decoded token reads in the 2B4T model, at a
+    small logit error (README); ``lm_head="torch"`` leaves it to torch's ``nn.Linear``.
     """
-    if lm_head not in (None, "int8"):
-        raise ValueError(f"bitops.hf.convert: lm_head must be None (as stored) or 'int8', got {lm_head!r}")
+    if lm_head not in (None, "int8", "torch"):
+        raise ValueError(f"bitops.hf.convert: lm_head must be None (as stored), 'int8' or 'torch', got {lm_head!r}")
     bitnet = _bitnet_module()
     kinds = (bitnet.BitLinear, bitnet.AutoBitLinear)
     sites = [
@@ -189,6 +204,8 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> 
         fuse_norms(model)
     if lm_head == "int8":
         quantize_head(model)
+    elif lm_head is None:
+        stream_head(model)
     return model
 
 
@@ -225,6 +242,10 @@ def to_transformers(model: nn.Module) -> nn.Module:
         raise ValueError(f"bitops.hf.to_transformers: writes the offline BitLinear format; this model's "
                          f"quantization_config has linear_class={linear_class!r}")
     head = model.get_output_embeddings()
+    if isinstance(head, Bf16Linear):  # the same weight tensors in transformers' own class
+        plain = nn.Linear(head.in_features, head.out_features, bias=False, device="meta")
+        plain.weight, plain.bias = head.weight, head.bias
+        model.set_output_embeddings(plain)
     if isinstance(head, Int8Linear):
         emb = model.get_input_embeddings()
         if not getattr(model.config, "tie_word_embeddings", False):

@@ -20,13 +20,14 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from .bf16_linear import Bf16Linear
 from .int8_linear import Int8Linear
 from .packed_linear import PackedBitLinear, check_input, describe, make_norm, norm_eps
 from .bit_linear import bit_linear, check_backward, quantize_weight
 from .config import check_config
 from .packed import PackedWeight
 
-__all__ = ["BitLinear", "PackedBitLinear", "Int8Linear", "convert", "pack_model"]
+__all__ = ["BitLinear", "PackedBitLinear", "Int8Linear", "Bf16Linear", "convert", "pack_model"]
 
 
 class BitLinear(nn.Module):

@@ -32,6 +32,7 @@ __all__ = [
     "binary_matmul_int",
     "ternary_linear",
     "binary_linear",
+    "bf16_linear",
 ]
 
 # The weight quantizers are a few torch ops: the contract has torch compute gamma/beta once.
@@ -259,6 +260,22 @@ def binary_linear(x, packed, beta=None, bias=None, act_bits=8, *, in_features=No
     return linear("binary", x, packed, beta, bias, act_bits, in_features, "beta")
 
 
+def bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` for a bf16 ``weight`` [N, K], in x's dtype (float32 sums).
+
+    On the CPU it runs bitops' streaming GEMV, which reads each weight row once, front to back:
+    meant for a few rows of x against a large weight (a model's output head at decode), where
+    it reads at memory speed. Elsewhere, :func:`bitops.reference.bf16_linear`.
+    """
+    _check_tensor(x, "x")
+    _check_tensor(weight, "weight")
+    if bias is not None:
+        _check_tensor(bias, "bias")
+    if _native_for(x, weight, bias) and x.is_cpu:
+        return torch.ops.bitops.bf16_linear(x, weight, bias)
+    return ref.bf16_linear(x, weight, bias)
+
+
 # --------------------------------------------------------------------------- fake kernels
 
 if LOADED:
@@ -274,6 +291,10 @@ if LOADED:
     def _(x):
         bits = x.new_empty(_lead(x, ref.binary_row_bytes(x.shape[-1])), dtype=torch.uint8)
         return bits, x.new_empty(x.shape[:-1], dtype=torch.float32)
+
+    @torch.library.register_fake("bitops::bf16_linear")
+    def _(x, weight, bias):
+        return x.new_empty(_lead(x, weight.shape[0]))
 
     @torch.library.register_fake("bitops::pack_ternary")
     def _(wq):

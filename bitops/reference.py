@@ -38,6 +38,7 @@ __all__ = [
     "ternary_row_bytes",
     "binary_row_bytes",
     "rms_norm",
+    "bf16_linear",
 ]
 
 
@@ -450,3 +451,29 @@ def binary_linear(x, packed, beta=None, bias=None, act_bits=8, *, in_features=No
     else:
         y = _epilogue(x2.float() @ wb.float().T, None, beta, bias, x.dtype)
     return y.reshape(*x.shape[:-1], n)
+
+
+# --------------------------------------------------------------------------- dense bf16
+
+
+def bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` for a bf16 ``weight`` [N, K], summed in float64, in x's dtype.
+
+    The oracle of the native streaming GEMV (which sums in float32, csrc/kernels/cpu/bf16_gemv.h).
+    """
+    _check_float(x, "x")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dtype != torch.bfloat16:
+        raise TypeError(f"weight must be bfloat16, got {weight.dtype}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D [N, K], got shape {tuple(weight.shape)}")
+    n, k = weight.shape
+    _check_k(k)
+    if x.shape[-1] != k:
+        raise ValueError(f"x must have k={k} features in its last dimension, got shape {tuple(x.shape)}")
+    _check_bias(bias, n)
+    y = x.double() @ weight.double().T
+    if bias is not None:
+        y = y + bias.double()
+    return y.to(x.dtype)

@@ -85,6 +85,8 @@ TORCH_LIBRARY(bitops, m) {
   m.def("ternary_matmul_int(Tensor xq, Tensor packed, int k) -> Tensor");
   m.def("binary_matmul_int(Tensor xbits, Tensor wbits, int k) -> Tensor");
   m.def("ternary_linear_i8(Tensor x, Tensor packed, Tensor gamma, Tensor? bias) -> Tensor");
+  // y = x @ weight.T (+ bias) over a bf16 weight [N, K] on the streaming GEMV; y in x's dtype.
+  m.def("bf16_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
   // RMSNorm of x (bitops.reference.rms_norm: weight [k], eps) fused in front of ternary_linear_i8.
   m.def("ternary_linear_i8_norm(Tensor x, Tensor packed, Tensor gamma, Tensor? bias, Tensor norm_weight, float eps) -> Tensor");
   // The int8 linear ops (with the RMSNorm when norm_weight is given), also returning the

@@ -321,6 +321,62 @@ def test_binary_linear_sign(m, n, k, seed):
         assert same_bits(got, ref.binary_linear(x, packed, beta, bias, act_bits=1, in_features=k))
 
 
+# --------------------------------------------------------------------------- bf16 GEMV
+
+
+def bf16_sum_bound(k: int) -> float:
+    """gamma_d of a float32 summation tree of depth d: every kernel sums a dot in at least 16
+    partial sums (bf16_gemv.h), so d <= ceil(K / 16) + 8, plus one for the bias."""
+    u, d = 2.0 ** -24, -(-k // 16) + 9
+    return d * u / (1 - d * u)
+
+
+@fuzz
+@given(m=st.sampled_from([0, 1, 2, 3, 4, 5, 9]), n=ns, k=ks, bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_bf16_linear_within_its_float32_bound(m, n, k, bias, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g).to(torch.bfloat16)
+    x = torch.randn(m, k, generator=g)
+    b = torch.randn(n, generator=g) if bias else None
+    got = bitops.bf16_linear(x, w, b).double()
+    exact = x.double() @ w.double().T + (b.double() if bias else 0)
+    scale = x.double().abs() @ w.double().abs().T + (b.double().abs() if bias else 0)
+    assert got.shape == (m, n)
+    assert bool(((got - exact).abs() <= bf16_sum_bound(k) * scale + 1e-30).all())
+
+
+@fuzz
+@given(m=st.sampled_from([1, 2, 4]), n=ns, k=ks, seed=st.integers(0, 2**32 - 1))
+def test_bf16_linear_exact_on_small_integers(m, n, k, seed):
+    """Small integer weights and activations: every partial sum is exact in float32 (< 2^24),
+    so any summation order gives the integer dot, bit for bit -- each weight counted once."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(-8, 9, (n, k), generator=g)
+    x = torch.randint(-8, 9, (m, k), generator=g)
+    got = bitops.bf16_linear(x.float(), w.to(torch.bfloat16))
+    assert torch.equal(got, (x @ w.T).float())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_bf16_linear_rounds_once_into_x_dtype(dtype):
+    """A bf16/fp16 x is widened exactly, the float32 result rounded once into x's dtype."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(70, 1100, generator=g).to(torch.bfloat16)
+    x = torch.randn(2, 1100, generator=g).to(dtype)
+    got = bitops.bf16_linear(x, w)
+    assert got.dtype == dtype
+    assert torch.equal(got, bitops.bf16_linear(x.float(), w).to(dtype))
+
+
+def test_bf16_linear_large_n_and_k():
+    """Many tiles over the threads, K with a tail after the last whole vector."""
+    g = torch.Generator().manual_seed(4)
+    n, k = 20000, 2560 + 37
+    w = torch.randint(-8, 9, (n, k), generator=g)
+    x = torch.randint(-8, 9, (1, k), generator=g)
+    assert torch.equal(bitops.bf16_linear(x.float(), w.to(torch.bfloat16)), (x @ w.T).float())
+
+
 # --------------------------------------------------------------------------- both paths, benchmark
 
 

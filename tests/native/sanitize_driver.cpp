@@ -21,6 +21,7 @@
 #include "../../csrc/kernels/cpu/cpu_kernels.h"
 #include "../../csrc/kernels/cpu/vnni_kernels.h"
 #include "../../csrc/kernels/cpu/amx_kernels.h"
+#include "../../csrc/kernels/cpu/bf16_gemv.h"
 #include "reference.h"
 
 namespace {
@@ -539,6 +540,42 @@ void check_k_limit(const KernelTable& kt) {
   report.check(out[0] == want, label(kt.name, "binary_gemm_i8", 1, 1, k, "(K at the int32 limit)"));
 }
 
+// The bf16 GEMV on small integers (every partial sum exact in float32, so every summation
+// order gives the integer dot), x split by parity, over a random tile; out of the tile untouched.
+void check_bf16_gemv(const char* name, bitops::cpu::Bf16GemvFn fn, int64_t m, int64_t n, int64_t k) {
+  const int64_t kh = (k + 1) / 2;
+  Buf<uint16_t> w(n * k);
+  Buf<int32_t> wi(n * k), xi(m * k);
+  Buf<float> xe(m * kh), xo(m * kh), bias(n), out(m * n);
+  for (int64_t i = 0; i < n * k; ++i) {
+    wi[i] = int32_t(uniform(-8, 8));
+    const float f = float(wi[i]);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    w[i] = uint16_t(u >> 16);  // small integers are exact in bf16
+  }
+  for (int64_t r = 0; r < m; ++r) {
+    xo[r * kh + kh - 1] = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      xi[r * k + i] = int32_t(uniform(-8, 8));
+      ((i & 1) ? xo : xe)[r * kh + i / 2] = float(xi[r * k + i]);
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) bias[j] = float(uniform(-4, 4));
+  for (int64_t i = 0; i < m * n; ++i) out[i] = -1e30f;
+  const Tile t = pick_tile(m, n, uniform(0, 1) == 0);
+  fn(xe.data(), xo.data(), w.data(), k, t, bias.data(), out.data(), n);
+  bool ok = true;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t dot = 0;
+      for (int64_t i = 0; i < k; ++i) dot += int64_t(xi[r * k + i]) * wi[j * k + i];
+      const float want = in_tile(t, r, j) ? float(dot) + bias[j] : -1e30f;
+      ok = ok && out[r * n + j] == want;
+    }
+  report.check(ok, label(name, "bf16_gemv", m, n, k));
+}
+
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -576,6 +613,11 @@ int main(int argc, char** argv) {
     const Problem p(ms[uniform(0, std::size(ms) - 1)], ns[uniform(0, std::size(ns) - 1)], k);
     for (auto* t : pack_tables) check_packing(*t, p);
     for (auto* t : tables) check_table(*t, p);
+    const int64_t gm = std::min<int64_t>(p.m, 5);
+    check_bf16_gemv("cpu-scalar", &bitops::cpu::bf16_gemv, gm, p.n, k);
+    if (tables.size() > 1) check_bf16_gemv("cpu-avx2", &bitops::cpu::avx2::bf16_gemv, gm, p.n, k);
+    if (tables.back() == bitops::cpu::avx512vnni_kernels())
+      check_bf16_gemv("cpu-avx512vnni", &bitops::cpu::avx512::bf16_gemv, gm, p.n, k);
     if (tables.back() == bitops::cpu::avx512vnni_kernels()) {  // its other M = 1 read order too
       const auto order = bitops::cpu::vnni::gemv_order();
       bitops::cpu::vnni::set_gemv_order(order == bitops::cpu::vnni::kGemvTiles4 ? bitops::cpu::vnni::kGemvRowsInOrder
