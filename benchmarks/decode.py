@@ -251,6 +251,9 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+TORCH_HEAD = "bitops, bf16 head on torch's nn.Linear"
+
+
 def measure_decode_interleaved(model, variants: dict, prompt, tokens: int, rounds: int) -> dict:
     """Decode with each (head, compiled) variant in turn, ``rounds`` times; all per-token times."""
     per = {name: [] for name in variants}
@@ -281,8 +284,9 @@ def measure_prefill(model, heads: dict, lengths, rounds: int, before_head: str) 
 
 def gemm_check(model, m: int, rounds: int) -> dict:
     """One packed FFN layer at M rows alone (matmul.py's measurement) vs inside the prefill."""
+    ffn = model.config.intermediate_size  # gate/up: one layer of 2 x FFN rows when convert fused them
     layer = next(mod for mod in model.modules() if isinstance(mod, bitops.nn.PackedBitLinear)
-                 and mod.out_features == model.config.intermediate_size)
+                 and mod.out_features in (ffn, 2 * ffn) and mod.in_features == model.config.hidden_size)
     x = torch.randn(1, m, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     times = []
     with torch.inference_mode():
@@ -401,8 +405,10 @@ def run(args) -> dict:
         result["convert"]["cosine_vs_transformers_bf16"] = float(
             torch.nn.functional.cosine_similarity(got, ref_logits, dim=0))
 
-    bf16_head = model.get_output_embeddings()
+    bf16_head = model.get_output_embeddings()  # bitops.nn.Bf16Linear: the streaming GEMV
     int8_head = bitops.nn.Int8Linear.from_linear(bf16_head)
+    torch_head = torch.nn.Linear(bf16_head.in_features, bf16_head.out_features, bias=False, device="meta")
+    torch_head.weight = bf16_head.weight  # the same bf16 weights on torch's F.linear (lm_head="torch")
     heads = {"bitops": bf16_head, "bitops, int8 head": int8_head}
     # head accuracy: the int8 head's logits against the bf16 head's, over a few positions
     errs = []
@@ -422,6 +428,7 @@ def run(args) -> dict:
     model.set_output_embeddings(bf16_head)
 
     decode_variants = {name: (head, None) for name, head in heads.items()}
+    decode_variants[TORCH_HEAD] = (torch_head, None)
     if args.compile:
         compiled = CompiledDecode(model)
         for name, head in heads.items():
@@ -446,7 +453,7 @@ def run(args) -> dict:
 
     variants = {}
     for name, (head, _) in decode_variants.items():
-        base = "bitops, int8 head" if head is int8_head else "bitops"
+        base = "bitops, int8 head" if head is int8_head else "bitops"  # the torch head reads what bitops' does
         per_round = [median(r) for r in dec["rounds"][name]]
         all_times = [t for r in dec["rounds"][name] for t in r]
         step = median(all_times)
@@ -462,6 +469,10 @@ def run(args) -> dict:
         key = "speedup" + suffix.replace(", ", "_")
         result["int8_head"][key + "_per_round"] = [a / b for a, b in zip(rb, ri)]
         result["int8_head"][key] = median(result["int8_head"][key + "_per_round"])
+    rs = [median(r) for r in dec["rounds"][TORCH_HEAD]]
+    rb = [median(r) for r in dec["rounds"]["bitops"]]
+    result["bf16_head"] = {"speedup_vs_torch_per_round": [a / b for a, b in zip(rs, rb)]}
+    result["bf16_head"]["speedup_vs_torch"] = median(result["bf16_head"]["speedup_vs_torch_per_round"])
     variants["before (every position's logits, no AMX)"] = {"prefill_s": pre["before"]}
     if args.hf_tokens:
         t = result["transformers"]
@@ -470,7 +481,7 @@ def run(args) -> dict:
                                               "floor_s": t["bytes_per_token"] / bw,
                                               "pct_floor": 100 * t["bytes_per_token"] / bw * t["tokens_per_s"],
                                               "prefill_s": None, "tokens_measured": len(t["decode_s"])}
-    del model, heads, bf16_head, int8_head, hidden, decode_variants
+    del model, heads, bf16_head, int8_head, torch_head, hidden, decode_variants
     torch._dynamo.reset()
     gc.collect()
 
@@ -564,6 +575,12 @@ def report(res: dict) -> str:
         lines.append(f"Last-position logits after conversion vs transformers' own bf16 run: cosine "
                      f"{c['cosine_vs_transformers_bf16']:.5f}.")
     ih = res["int8_head"]
+    bh = res.get("bf16_head")
+    if bh:
+        lines += ["", f"bf16 head as stored, on bitops' streaming GEMV (`bitops.nn.Bf16Linear`, what `convert` does "
+                  f"by default) vs the same weights on torch's nn.Linear (`lm_head=\"torch\"`): {bh['speedup_vs_torch']:.2f}x "
+                  "tokens/s (median of per-round ratios "
+                  f"{', '.join(f'{x:.2f}' for x in bh['speedup_vs_torch_per_round'])})."]
     lines += [
         "",
         f"int8 head: {ih['speedup']:.2f}x the bf16 head's tokens/s (median of per-round ratios "
@@ -587,7 +604,7 @@ def report(res: dict) -> str:
     if pg["in_model"]["packed_linear_gops"]:
         lines += ["", f"Prefill of {pg['alone']['m']} tokens: the packed linear layers take "
                   f"{pg['in_model']['packed_linear_s']:.2f} s of {pg['in_model']['wall_s']:.2f} s, "
-                  f"{pg['in_model']['packed_linear_gops']:.0f} GOP/s; one FFN layer alone at the same M "
+                  f"{pg['in_model']['packed_linear_gops']:.0f} GOP/s; the FFN gate/up layer alone at the same M "
                   f"({pg['alone']['k']}x{pg['alone']['n']}, as matmul.py measures) {pg['alone']['gops']:.0f} GOP/s."]
     if "placement" in res:
         p = res["placement"]

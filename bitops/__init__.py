@@ -4,7 +4,7 @@ Quantize, pack, and multiply with packed weights on native CPU (AVX-512 VNNI, AV
 kernels; train with straight-through estimators. See README.md and DESIGN.md.
 """
 
-from . import checkpoint, hf, interop, nn, reference
+from . import checkpoint, fused_projections, hf, interop, nn, reference
 from ._native import backend
 from .packed import PackedWeight
 from .ops import (

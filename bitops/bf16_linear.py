@@ -27,7 +27,8 @@ GEMV_MAX_ROWS = 4
 
 class Bf16Linear(nn.Linear):
     """``nn.Linear`` whose inference calls with at most 4 rows of x and a bf16 weight on the CPU
-    run bitops' streaming GEMV (float32 sums, output in x's dtype)."""
+    run bitops' streaming GEMV (float32 sums, output in x's dtype). Under ``torch.compile`` the
+    GEMV is an opaque custom op (it has a fake kernel), so the graph keeps it."""
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Bf16Linear:
@@ -42,7 +43,7 @@ class Bf16Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
         if (w.dtype == torch.bfloat16 and x.is_cpu and w.is_cpu and x.dim() >= 1 and x.shape[-1] == self.in_features
-                and x.numel() <= GEMV_MAX_ROWS * self.in_features and not ops.is_compiling()
+                and x.numel() <= GEMV_MAX_ROWS * self.in_features
                 and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                                       or (self.bias is not None and self.bias.requires_grad)))):
             return ops.bf16_linear(x, w, self.bias)

@@ -30,12 +30,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import fused_projections as fp
 from . import interop, ops
 from .bf16_linear import Bf16Linear
 from .int8_linear import Int8Linear
 from .nn import PackedBitLinear
 
-__all__ = ["convert", "fuse_norms", "quantize_head", "stream_head", "to_transformers", "bitnet_layer_kinds"]
+__all__ = ["convert", "fuse_norms", "fuse_projections", "quantize_head", "stream_head", "to_transformers", "bitnet_layer_kinds"]
 
 
 def _bitnet_module():
@@ -110,6 +111,36 @@ def _norm_sites(model):
         yield mlp, "ffn_sub_norm", (mlp.down_proj,)
 
 
+def _module_refs(model) -> dict[int, int]:
+    refs: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        refs[id(module)] = refs.get(id(module), 0) + 1
+    return refs
+
+
+def fuse_projections(model: nn.Module) -> int:
+    """Runs q/k/v, and gate/up, of each transformers BitNet decoder layer as one packed call each
+    (:mod:`bitops.fused_projections`; each part's output is bit for bit its own layer's). Returns
+    how many groups were fused. :func:`convert` calls it."""
+    try:
+        from transformers.models.bitnet import modeling_bitnet as mb
+    except ImportError:  # pragma: no cover - a transformers without BitNet models
+        return 0
+    refs = _module_refs(model)
+    fused = 0
+    for layer in list(model.modules()):
+        if type(layer) is not mb.BitNetDecoderLayer:
+            continue
+        attn, mlp = layer.self_attn, layer.mlp
+        for parent, names, kind in ((attn, ("q_proj", "k_proj", "v_proj"), mb.BitNetAttention),
+                                    (mlp, ("gate_proj", "up_proj"), mb.BitNetMLP)):
+            # only transformers' own forwards, whose parts read one input; no layer used elsewhere too
+            if type(parent) is not kind or any(refs.get(id(getattr(parent, n)), 0) != 1 for n in names):
+                continue
+            fused += fp.fuse_projections(parent, names)
+    return fused
+
+
 def fuse_norms(model: nn.Module) -> int:
     """Moves each RMSNorm of transformers' BitNet decoder layers into the bitops layers that read
     its output, where the kernel normalizes, quantizes and multiplies in one call (the norm
@@ -118,9 +149,7 @@ def fuse_norms(model: nn.Module) -> int:
 
     # A layer referenced from more than one place (shared between decoder layers, or used twice)
     # may read other inputs than this norm's output: fusing would normalize those too.
-    refs: dict[int, int] = {}
-    for _, module in model.named_modules(remove_duplicate=False):
-        refs[id(module)] = refs.get(id(module), 0) + 1
+    refs = _module_refs(model)
     moved = 0
     for parent, name, readers in list(_norm_sites(model)):
         hf_norm = getattr(parent, name)
@@ -161,7 +190,7 @@ def stream_head(model: nn.Module) -> nn.Module:
     return streamed
 
 
-def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> nn.Module:
+def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None, fuse_qkv: bool = True) -> nn.Module:
     """Replaces every transformers BitNet layer of ``model`` with a bitops PackedBitLinear, in place.
 
     Returns the model. A model without BitNet layers raises ValueError (nothing would run on
@@ -169,6 +198,8 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> 
     ``fuse=True`` also moves the RMSNorms of transformers' BitNet decoder layers into the
     layers that read them (:func:`fuse_norms`): one kernel call normalizes, quantizes and
     multiplies, and the norm runs in float32 instead of rounding to the model's dtype first.
+    ``fuse_qkv=True`` also runs q/k/v, and gate/up, as one packed call each
+    (:func:`fuse_projections`; the same outputs bit for bit, fewer calls per token).
     The output head keeps its weights as stored; a bf16 one runs on bitops' streaming GEMV at
     decode (:func:`stream_head`). ``lm_head="int8"`` quantizes the head instead
     (:func:`quantize_head`): about half the bytes a decoded token reads in the 2B4T model, at a
@@ -202,6 +233,8 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None) -> 
         model.hf_quantizer = None  # its hooks would re-unpack weights bitops already holds
     if fuse:
         fuse_norms(model)
+    if fuse_qkv:
+        fuse_projections(model)
     if lm_head == "int8":
         quantize_head(model)
     elif lm_head is None:
@@ -241,6 +274,7 @@ def to_transformers(model: nn.Module) -> nn.Module:
     if linear_class not in (None, "bitlinear"):
         raise ValueError(f"bitops.hf.to_transformers: writes the offline BitLinear format; this model's "
                          f"quantization_config has linear_class={linear_class!r}")
+    fp.unfuse_projections(model)
     head = model.get_output_embeddings()
     if isinstance(head, Bf16Linear):  # the same weight tensors in transformers' own class
         plain = nn.Linear(head.in_features, head.out_features, bias=False, device="meta")

@@ -87,7 +87,9 @@ def test_whole_bitnet_model_logits_and_greedy_tokens_agree_with_transformers(tmp
         want_tokens = model.generate(ids, max_new_tokens=6, do_sample=False)
     bitops.hf.convert(model)
     assert not any(isinstance(m, hf_bitnet.BitLinear) for m in model.modules())
-    assert sum(isinstance(m, PackedBitLinear) for m in model.modules()) == 2 * 7
+    # 7 layers per decoder layer, q/k/v and gate/up each as one packed call: 4 packed calls
+    assert sum(isinstance(m, PackedBitLinear) for m in model.modules()) == 2 * 4
+    assert sum(isinstance(m, bitops.fused_projections.ProjectionSlice) for m in model.modules()) == 2 * 5
     with torch.no_grad():
         got = model(ids).logits
         got_tokens = model.generate(ids, max_new_tokens=6, do_sample=False)
@@ -101,6 +103,38 @@ def test_whole_bitnet_model_logits_and_greedy_tokens_agree_with_transformers(tmp
     bitops.checkpoint.load(fresh, str(path))
     with torch.no_grad():
         assert torch.equal(fresh(ids).logits, got)
+
+
+def test_fused_projections_equal_the_separate_layers_bit_for_bit():
+    """q/k/v and gate/up as one packed call each: every part is its own layer's output, bit for
+    bit, in any call order, and calling a part twice recomputes (never a stale result)."""
+    from transformers.models.bitnet import modeling_bitnet as mb
+
+    separate = bitops.hf.convert(_tiny_bitnet(), fuse_qkv=False)
+    fused = bitops.hf.convert(_tiny_bitnet())
+    g = torch.Generator().manual_seed(9)
+    for name, a in separate.named_modules():
+        if type(a) is mb.BitNetAttention:
+            names = ("q_proj", "k_proj", "v_proj")
+        elif type(a) is mb.BitNetMLP:
+            names = ("gate_proj", "up_proj")
+        else:
+            continue
+        b = fused.get_submodule(name)
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(2, 3, getattr(a, names[0]).in_features, generator=g).to(dtype)
+            with torch.no_grad():
+                want = {n: getattr(a, n)(x) for n in names}
+                for order in (names, names[::-1]):
+                    got = {n: getattr(b, n)(x) for n in order}
+                    assert all(torch.equal(got[n], want[n]) for n in names)
+                first = getattr(b, names[0])
+                assert torch.equal(first(x), want[names[0]]) and torch.equal(first(x), want[names[0]])
+                y = x + 1  # another input: recomputed, not the cached parts
+                assert torch.equal(getattr(b, names[1])(y), getattr(a, names[1])(y))
+    ids = torch.randint(0, 96, (1, 9), generator=g)
+    with torch.no_grad():
+        assert torch.equal(fused(ids).logits, separate(ids).logits)
 
 
 def test_a_model_without_bitnet_layers_is_refused():
@@ -128,7 +162,7 @@ def test_convert_moves_every_decoder_norm_into_the_kernels():
     norms_left = [n for n, m in model.named_modules() if isinstance(m, mb.BitNetRMSNorm)]
     assert norms_left == ["model.norm"]  # only the final norm, read by the head
     layers = [m for m in model.modules() if isinstance(m, PackedBitLinear)]
-    assert len(layers) == 14 and all(m.norm is not None for m in layers)
+    assert len(layers) == 8 and all(m.norm is not None for m in layers)  # q/k/v and gate/up fused
     with torch.no_grad():
         got, want = model(ids).logits, unfused(ids).logits
         # the fused norm skips transformers' rounding of the normalized x to the model's dtype
