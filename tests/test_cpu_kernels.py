@@ -417,6 +417,19 @@ def test_matmul_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="the int8 peak probe is x86 C++ (needs g++)")
+def test_int8_gemm_benchmark_smoke(tmp_path):
+    """benchmarks/int8_gemm.py --quick builds its peak probe, checks its GEMM against the oracle and
+    writes a row per thread count with a positive % of the probed peak."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "int8_gemm.py"), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    res = json.loads((tmp_path / f"int8_gemm_{BACKEND.removeprefix('cpu-')}.json").read_text())
+    assert res["isa"] == BACKEND and len(res["probes"]) == res["rounds"] == 2
+    assert res["rows"] and all(0 < r["pct_peak"] for r in res["rows"])
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which(os.environ.get("CXX", "g++")) is None,
                     reason="the read-pattern benchmark is x86 C++ (needs g++)")
 def test_gemv_read_patterns_benchmark_runs(tmp_path):
     """benchmarks/gemv_read_patterns.cpp builds with the library's GEMV, runs, and the kernel sees no
