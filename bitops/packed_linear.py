@@ -9,6 +9,8 @@ checkpoint fails with a clear message instead of silently computing garbage.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,13 +180,14 @@ class PackedBitLinear(nn.Module):
         op = _INFERENCE_OPS.get((self.weight_kind, self.act_bits))
         norm = self.norm
         bias = self.bias
-        if (op is not None and x.is_cpu and self.packed_weight.is_cpu and not ops.is_compiling()
+        if (op is not None and x.is_cpu and self.packed_weight.is_cpu
                 and not (torch.is_grad_enabled() and (x.requires_grad or self.weight_scale.requires_grad
                                                       or (bias is not None and bias.requires_grad)
                                                       or (norm is not None and norm.weight.requires_grad)))):
             # The inference call: straight to the kernel, which checks what it reads, takes x in
-            # its own dtype and returns that dtype (no conversions around it, no autograd layer).
-            with ops.below_autograd():
+            # its own dtype and returns that dtype (no conversions around it, no autograd layer;
+            # compiled, the same opaque op in the graph: dynamo does not trace the dispatch guard).
+            with contextlib.nullcontext() if ops.is_compiling() else ops.below_autograd():
                 if norm is None:
                     return op(x, self.packed_weight, self.weight_scale, self.bias)
                 if op is _TERNARY_I8:  # RMSNorm + quantization + GEMM in one call
