@@ -128,9 +128,8 @@ def fuse_projections(model: nn.Module) -> int:
         return 0
     refs = _module_refs(model)
     fused = 0
-    for layer in list(model.modules()):
-        if type(layer) is not mb.BitNetDecoderLayer:
-            continue
+    # only the decoder layers are listed: a list of every module would keep each replaced layer alive
+    for layer in [m for m in model.modules() if type(m) is mb.BitNetDecoderLayer]:
         attn, mlp = layer.self_attn, layer.mlp
         for parent, names, kind in ((attn, ("q_proj", "k_proj", "v_proj"), mb.BitNetAttention),
                                     (mlp, ("gate_proj", "up_proj"), mb.BitNetMLP)):
@@ -229,6 +228,7 @@ def convert(model: nn.Module, fuse: bool = True, lm_head: str | None = None, fus
             done[id(layer)] = PackedBitLinear.from_packed(packed, bias, 8, _norm_of(layer)).eval()
         setattr(parent, name, done[id(layer)])  # the transformers module (and its buffers) goes now
         del parent, layer
+    del done  # the model holds the layers now: fusing below frees the separate ones as it goes
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None  # its hooks would re-unpack weights bitops already holds
     if fuse:
