@@ -8,17 +8,11 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
+#include "dot_tiles.h"
+
 namespace bitops::cpu::avx2 {
-namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-}  // namespace
+using ymm::hsum_ps;
 
 void bf16_gemv(const float* xe, const float* xo, const uint16_t* w, int64_t k, Tile t, const float* bias, float* out,
                int64_t ldo) {
@@ -46,7 +40,7 @@ void bf16_gemv(const float* xe, const float* xo, const uint16_t* w, int64_t k, T
       }
       const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(ae[0], ao[0]), _mm256_add_ps(ae[1], ao[1])),
                                      _mm256_add_ps(_mm256_add_ps(ae[2], ao[2]), _mm256_add_ps(ae[3], ao[3])));
-      float y = hsum(s) + bf16_dot_tail(e, o, row, chunks * kChunk, k);
+      float y = hsum_ps(s) + bf16_dot_tail(e, o, row, chunks * kChunk, k);
       if (bias) y += bias[n];
       out[m * ldo + n] = y;
     }

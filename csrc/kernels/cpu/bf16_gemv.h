@@ -8,9 +8,10 @@
 // w[2j + 1] in its high half: a left shift by 16 makes the first a float32, a
 // mask of the high half the second, and each meets its x with one FMA.
 //
-// Every kernel sums in at least 16 independent partial sums (scalar: 16; AVX2:
-// 64; AVX-512: 128), so a dot's float32 summation tree is at most
-// ceil(K / 16) + 8 deep: the tests' error bound.
+// Every kernel sums the whole vector chunks in at least 16 independent partial
+// sums (scalar: 16; AVX2: 64; AVX-512: 128), then adds the tail past the last
+// whole chunk (at most 31 weights) one by one, then the bias: no product passes
+// through more than ceil(K / 16) + 34 float32 additions (the tests' error bound).
 #pragma once
 #include <cstdint>
 #include "cpu_kernels.h"

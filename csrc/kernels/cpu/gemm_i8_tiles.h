@@ -147,11 +147,11 @@ __attribute__((noinline)) void maddubs_panel_rows(const uint8_t* codes, int64_t 
   for (int i = 0; i < MR; ++i) {
     // int32 arithmetic wraps, and the true result fits int32 (check_k): exact mod 2^32.
     const __m256i row_sum = _mm256_set1_epi32(static_cast<int32_t>(sums[m + i - m0]));
+    const __m256i scale_v = _mm256_set1_epi32(static_cast<int32_t>(scale));
     int64_t j = 0;
     for (; j + 8 <= np; j += 8) {
       alignas(32) int32_t v[8];
-      __m256i dot = hsum8_epi32(acc + j * kGemmMR + i, kGemmMR);
-      if (scale == 2) dot = _mm256_add_epi32(dot, dot);
+      const __m256i dot = _mm256_mullo_epi32(hsum8_epi32(acc + j * kGemmMR + i, kGemmMR), scale_v);
       _mm256_store_si256(reinterpret_cast<__m256i*>(v), _mm256_sub_epi32(dot, row_sum));
       for (int jj = 0; jj < 8; ++jj) store_int(e, m + i, p0 + j + jj, v[jj]);
     }
